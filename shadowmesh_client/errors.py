@@ -22,3 +22,7 @@ class KeystoreError(ShadowMeshError):
 
 class ChainError(ShadowMeshError):
     """The chain could not be reached, is the wrong chain, or a transaction reverted."""
+
+
+class TunError(ShadowMeshError, OSError):
+    """A TUN device could not be opened, configured, read or written (needs root or CAP_NET_ADMIN)."""

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+/// @title IDeviceRegistry: ShadowMesh networks, devices and their overlay addresses
+/// @notice The on-chain trust and peer directory of ShadowMesh (spec "Blockchain Smart Contract Architecture").
+/// A client rebuilds its directory from this contract's events alone: every state-changing event carries
+/// everything a client needs, so no extra contract call is required.
+///
+/// Trust model (docs/contracts.md "Trust model"):
+/// - A network has an admin and a join policy (Open, or Approval by the admin).
+/// - A device is (network, owner address, Ed25519 public key);
+///   `deviceId = keccak256(abi.encode(uint64 networkId, address owner, bytes32 publicKey))`.
+///   Including the owner means a squatter who registers someone else's key cannot block the real holder.
+/// - Each registration carries a 64-byte Ed25519 signature by the device key over `proofMessage(...)`.
+///   The EVM cannot cheaply verify Ed25519: the contract checks only its length and emits it in
+///   `DeviceRegistered`; every client MUST verify it off chain and ignore devices whose proof fails.
+/// - Each device gets an IPv4 overlay address allocated sequentially per network from 100.64.0.0/10
+///   (stored as the big-endian numeric value, e.g. 0x64400001 = 100.64.0.1), never reused, skipping
+///   addresses whose last octet is 0 or 255.
+interface IDeviceRegistry {
+    // ------------------------------------------------------------------ types
+
+    /// @notice Who may join a network. Open: a registration is Active at once. Approval: it is Pending
+    /// until the network admin approves it.
+    enum JoinPolicy {
+        Open,
+        Approval
+    }
+
+    /// @notice Lifecycle of a device. `None` = never registered. `Revoked` is final for that deviceId.
+    /// Expiry is not a status: a device is live when `status == Active && block.timestamp < expiresAt`.
+    enum DeviceStatus {
+        None,
+        Pending,
+        Active,
+        Suspended,
+        Revoked
+    }
+
+    /// @notice A network (a "tailnet"). Packed into one storage slot.
+    /// @param admin may approve, suspend, revoke devices and transfer the admin role; never zero
+    /// @param nextOverlay the overlay address the next registration gets (0x64400001 at creation)
+    /// @param policy join policy, fixed at creation
+    /// @param registrationPeriod seconds a registration (or a renewal) is valid for
+    struct Network {
+        address admin;
+        uint32 nextOverlay;
+        JoinPolicy policy;
+        uint32 registrationPeriod;
+    }
+
+    /// @notice A device record. Three storage slots. The endpoint and the proof live only in events.
+    /// @param owner the Ethereum account that registered it (may renew, update the endpoint, revoke)
+    /// @param networkId the network it belongs to
+    /// @param overlayAddress IPv4 overlay address, big-endian numeric (0x64400001 = 100.64.0.1)
+    /// @param publicKey the device's raw 32-byte Ed25519 public key
+    /// @param registeredAt block timestamp of the registration (seconds)
+    /// @param expiresAt the registration is invalid from this timestamp on (seconds)
+    /// @param status lifecycle status
+    /// @param relay whether the device offers to relay traffic for others
+    struct Device {
+        address owner;
+        uint64 networkId;
+        uint32 overlayAddress;
+        bytes32 publicKey;
+        uint64 registeredAt;
+        uint64 expiresAt;
+        DeviceStatus status;
+        bool relay;
+    }
+
+    // ------------------------------------------------------------------ events (past tense)
+
+    /// @notice A network was created by `admin`.
+    event NetworkCreated(
+        uint64 indexed networkId, address indexed admin, JoinPolicy policy, uint32 registrationPeriod, string name
+    );
+
+    /// @notice The admin of `networkId` changed from `previousAdmin` to `newAdmin`.
+    event NetworkAdminTransferred(uint64 indexed networkId, address indexed previousAdmin, address indexed newAdmin);
+
+    /// @notice A device was registered. `status` is Active (open network) or Pending (approval network).
+    /// `proof` is the 64-byte Ed25519 signature over `proofMessage(networkId, owner, publicKey)`: verify it
+    /// before trusting the device. `endpoint` is a WebSocket URL, or empty when the device has none.
+    event DeviceRegistered(
+        bytes32 indexed deviceId,
+        address indexed owner,
+        uint64 indexed networkId,
+        bytes32 publicKey,
+        uint32 overlayAddress,
+        uint64 expiresAt,
+        DeviceStatus status,
+        bool relay,
+        string endpoint,
+        bytes proof
+    );
+
+    /// @notice A device was revoked by `by` (its owner or the network admin). Final.
+    event DeviceRevoked(bytes32 indexed deviceId, uint64 indexed networkId, address indexed by);
+
+    /// @notice A device's registration was extended; it is now valid until `expiresAt`.
+    event DeviceRenewed(bytes32 indexed deviceId, uint64 indexed networkId, uint64 expiresAt);
+
+    /// @notice The network admin approved a Pending device or re-activated a Suspended one: it is Active.
+    event DeviceApproved(bytes32 indexed deviceId, uint64 indexed networkId, address indexed by);
+
+    /// @notice The network admin suspended a device (Pending or Active): it is Suspended.
+    event DeviceSuspended(bytes32 indexed deviceId, uint64 indexed networkId, address indexed by);
+
+    /// @notice The owner changed the device's public endpoint (empty = none) and relay flag.
+    event DeviceEndpointUpdated(bytes32 indexed deviceId, uint64 indexed networkId, string endpoint, bool relay);
+
+    /// @notice The registration fee (wei, per registration and per renewal) changed.
+    event RegistrationFeeUpdated(uint256 previousFee, uint256 newFee);
+
+    /// @notice The account that receives withdrawn fees changed.
+    event TreasuryUpdated(address indexed previousTreasury, address indexed newTreasury);
+
+    /// @notice `amount` wei of collected fees were sent to `treasury`.
+    event FeesWithdrawn(address indexed treasury, uint256 amount);
+
+    // ------------------------------------------------------------------ errors (EIP-6093 style)
+
+    /// @notice No network has id `networkId`.
+    error DeviceRegistryUnknownNetwork(uint64 networkId);
+    /// @notice No device has id `deviceId`.
+    error DeviceRegistryUnknownDevice(bytes32 deviceId);
+    /// @notice `account` is not the admin of `networkId`.
+    error DeviceRegistryNotNetworkAdmin(uint64 networkId, address account);
+    /// @notice `account` is not the owner of `deviceId`.
+    error DeviceRegistryNotDeviceOwner(bytes32 deviceId, address account);
+    /// @notice `account` is neither the owner of `deviceId` nor the admin of its network.
+    error DeviceRegistryNotOwnerOrAdmin(bytes32 deviceId, address account);
+    /// @notice (network, owner, key) is already registered (also after revocation: revocation is final).
+    error DeviceRegistryAlreadyRegistered(bytes32 deviceId);
+    /// @notice The proof of possession must be exactly 64 bytes (an Ed25519 signature); got `length`.
+    error DeviceRegistryInvalidProofLength(uint256 length);
+    /// @notice The public key must not be zero.
+    error DeviceRegistryInvalidPublicKey();
+    /// @notice `msg.value` must equal the registration fee exactly.
+    error DeviceRegistryIncorrectFee(uint256 expected, uint256 received);
+    /// @notice The network has no overlay address left in 100.64.0.0/10.
+    error DeviceRegistryNetworkFull(uint64 networkId);
+    /// @notice The operation is not allowed while the device is in `status`.
+    error DeviceRegistryInvalidStatus(bytes32 deviceId, DeviceStatus status);
+    /// @notice The registration period must be between 1 second and 2**32-1 seconds.
+    error DeviceRegistryInvalidPeriod(uint32 period);
+    /// @notice The endpoint is longer than `MAX_ENDPOINT_LENGTH` bytes.
+    error DeviceRegistryEndpointTooLong(uint256 length, uint256 max);
+    /// @notice The zero address is not allowed here (admin, treasury).
+    error DeviceRegistryZeroAddress();
+    /// @notice `owner` has fewer than `index + 1` devices.
+    error DeviceRegistryIndexOutOfRange(address owner, uint256 index);
+    /// @notice There are no fees to withdraw.
+    error DeviceRegistryNoFees();
+
+    // ------------------------------------------------------------------ networks
+
+    /// @notice Create a network administered by the caller. Ids are assigned sequentially from 1.
+    /// @param name a human-readable label (only emitted, not stored)
+    /// @param policy Open or Approval
+    /// @param registrationPeriod seconds each registration/renewal is valid for (> 0)
+    /// @return networkId the new network's id
+    function createNetwork(string calldata name, JoinPolicy policy, uint32 registrationPeriod)
+        external
+        returns (uint64 networkId);
+
+    /// @notice Hand the network's admin role to `newAdmin` (not zero). Only the current admin.
+    function transferNetworkAdmin(uint64 networkId, address newAdmin) external;
+
+    /// @notice The network record (admin is zero for an unknown id).
+    function networks(uint64 networkId) external view returns (Network memory);
+
+    /// @notice Number of networks created; the last id.
+    function networkCount() external view returns (uint64);
+
+    // ------------------------------------------------------------------ devices
+
+    /// @notice Register the caller's device in `networkId`. Pays exactly `registrationFee()` wei.
+    /// @param networkId the network to join
+    /// @param publicKey the device's raw Ed25519 public key (non-zero)
+    /// @param relay whether the device offers to relay traffic
+    /// @param endpoint public WebSocket URL, or empty (at most MAX_ENDPOINT_LENGTH bytes)
+    /// @param proof 64-byte Ed25519 signature by `publicKey` over `proofMessage(networkId, msg.sender, publicKey)`
+    /// @return deviceId keccak256(abi.encode(networkId, msg.sender, publicKey))
+    function registerDevice(
+        uint64 networkId,
+        bytes32 publicKey,
+        bool relay,
+        string calldata endpoint,
+        bytes calldata proof
+    ) external payable returns (bytes32 deviceId);
+
+    /// @notice Revoke a device, by its owner or its network's admin. Final.
+    function revokeDevice(bytes32 deviceId) external;
+
+    /// @notice Extend a device's registration by its network's period, from max(now, expiresAt).
+    /// Only the owner; pays exactly `registrationFee()` wei. Not for Revoked devices.
+    function renewDevice(bytes32 deviceId) external payable;
+
+    /// @notice Network admin: make a Pending or Suspended device Active.
+    function approveDevice(bytes32 deviceId) external;
+
+    /// @notice Network admin: suspend a Pending or Active device.
+    function suspendDevice(bytes32 deviceId) external;
+
+    /// @notice Owner: set the public endpoint (empty = none) and the relay flag. Not for Revoked devices.
+    function updateEndpoint(bytes32 deviceId, string calldata endpoint, bool relay) external;
+
+    /// @notice True iff the device exists, is Active and has not expired.
+    function verifyDevice(bytes32 deviceId) external view returns (bool);
+
+    /// @notice The device record (status None for an unknown id).
+    function devices(bytes32 deviceId) external view returns (Device memory);
+
+    /// @notice The `index`-th device id registered by `owner` (all networks, registration order, revoked
+    /// included). Reverts with DeviceRegistryIndexOutOfRange past the end. For off-chain reads (walks a list).
+    function userDevices(address owner, uint256 index) external view returns (bytes32);
+
+    /// @notice All device ids registered by `owner`.
+    function getUserDevices(address owner) external view returns (bytes32[] memory);
+
+    /// @notice keccak256(abi.encode(networkId, owner, publicKey)).
+    function computeDeviceId(uint64 networkId, address owner, bytes32 publicKey) external pure returns (bytes32);
+
+    /// @notice The exact bytes the device key signs (Ed25519) as proof of possession:
+    /// abi.encodePacked(keccak256("ShadowMesh.DeviceRegistry.proof.v1"), block.chainid, address(this),
+    /// networkId, owner, publicKey) = 32 + 32 + 20 + 8 + 20 + 32 = 144 bytes.
+    function proofMessage(uint64 networkId, address owner, bytes32 publicKey) external view returns (bytes memory);
+
+    // ------------------------------------------------------------------ fees
+
+    /// @notice Wei to pay per registration and per renewal (zero allowed).
+    function registrationFee() external view returns (uint256);
+
+    /// @notice Where `withdrawFees` sends collected fees.
+    function treasury() external view returns (address);
+
+    /// @notice FEE_MANAGER_ROLE: set the registration fee in wei.
+    function setRegistrationFee(uint256 newFee) external;
+
+    /// @notice DEFAULT_ADMIN_ROLE: set the treasury (not zero).
+    function setTreasury(address newTreasury) external;
+
+    /// @notice FEE_MANAGER_ROLE: send every collected fee to the treasury.
+    function withdrawFees() external;
+}

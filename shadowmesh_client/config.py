@@ -1,0 +1,197 @@
+"""Typed YAML configuration of a ShadowMesh node (docs/cli.md "Configuration").
+
+One YAML file, by default ``$XDG_CONFIG_HOME/shadowmesh/config.yaml`` (``~/.config/...``), ``--config`` to
+choose another. Validated with pydantic; unknown keys are errors (a typo is named, with the closest valid
+key), and every bad value names its key and the expected form. Relative paths in the file are relative to
+the file's folder.
+
+Example::
+
+    rpc_url: http://127.0.0.1:8545
+    deployments: deployments/polygon-local.json   # or: chain_id + registry (+ deploy_block)
+    network_id: 1
+    confirmations: 0            # blocks; 0 on a local chain, more on a public one
+    device_key: device.key      # the encrypted Ed25519 device key (identity.py)
+    owner_keystore: owner.json  # eth-account keystore of the owner account
+    state_dir: state            # SQLite directory state
+    listen: 0.0.0.0:443
+    endpoint: wss://vpn.example.org/api/v1/ws/x1y2
+    relays: [wss://relay.example.org/ws]
+    tun: {name: sm0, mtu: 1380}
+    log_level: INFO
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shadowmesh_client.errors import ConfigError
+
+_ADDR = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def default_config_dir() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "shadowmesh"
+
+
+def default_config_path() -> Path:
+    return default_config_dir() / "config.yaml"
+
+
+class TunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field("sm0", min_length=1, max_length=15, pattern=r"^[A-Za-z0-9_.-]+$")
+    mtu: int = Field(1380, ge=576, le=65535)
+
+
+class Config(BaseModel):
+    """A node's configuration (see module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rpc_url: str = "http://127.0.0.1:8545"
+    deployments: Path | None = None
+    chain_id: int | None = Field(None, ge=1)
+    registry: str | None = None
+    deploy_block: int = Field(0, ge=0)
+    network_id: int | None = Field(None, ge=1, lt=2**64)
+    confirmations: int = Field(0, ge=0, le=1000)
+    device_key: Path = Path("device.key")
+    keystore_backend: Literal["auto", "file", "keyring"] = "auto"
+    owner_keystore: Path | None = None
+    state_dir: Path = Path("state")
+    listen: str = "0.0.0.0:443"
+    endpoint: str | None = None
+    relays: list[str] = Field(default_factory=list)
+    tun: TunConfig = Field(default_factory=TunConfig)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _rpc(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("expected an http:// or https:// URL, e.g. http://127.0.0.1:8545")
+        return v
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, v: str | None) -> str | None:
+        if v is not None and not _ADDR.match(v):
+            raise ValueError("expected an address: 0x followed by 40 hex digits")
+        return v
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected HOST:PORT, e.g. 0.0.0.0:443")
+        return v
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v is not None and (not re.match(r"^wss?://[^\s/]+", v) or len(v.encode()) > 256):
+            raise ValueError("expected a ws:// or wss:// URL of at most 256 bytes, e.g. wss://host.example/ws")
+        return v
+
+    @field_validator("relays")
+    @classmethod
+    def _relays(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not re.match(r"^wss?://[^\s/]+", url):
+                raise ValueError(f"expected a list of ws:// or wss:// URLs; {url!r} is not one")
+        return v
+
+    @model_validator(mode="after")
+    def _chain_source(self) -> "Config":
+        if self.deployments is None and (self.chain_id is None or self.registry is None):
+            raise ValueError("set `deployments` (a deployment record) or both `chain_id` and `registry`")
+        return self
+
+    def resolve_paths(self, base: Path) -> "Config":
+        """Make relative paths relative to ``base`` (the config file's folder)."""
+        def fix(p: Path | None) -> Path | None:
+            if p is None:
+                return None
+            p = p.expanduser()
+            return p if p.is_absolute() else base / p
+
+        return self.model_copy(update={
+            "deployments": fix(self.deployments),
+            "device_key": fix(self.device_key),
+            "owner_keystore": fix(self.owner_keystore),
+            "state_dir": fix(self.state_dir),
+        })
+
+
+def _describe(err: dict, data: object) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        parent = data
+        for part in err["loc"][:-1]:
+            parent = parent.get(part, {}) if isinstance(parent, dict) else {}
+        model = Config
+        for part in err["loc"][:-1]:
+            model = {"tun": TunConfig}.get(str(part), model)
+        close = difflib.get_close_matches(str(err["loc"][-1]), list(model.model_fields), n=1)
+        hint = f" (did you mean `{'.'.join(map(str, err['loc'][:-1] + (close[0],)))}`?)" if close else ""
+        return f"unknown key `{loc}`{hint}"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    if loc == "(top level)":
+        return msg
+    return f"`{loc}`: {msg}{shown}"
+
+
+def parse_config(data: object, source: str = "config", base: Path | None = None) -> Config:
+    """Validate a parsed YAML document; ConfigError lists every problem, each naming its key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys to values at the top level")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e, data) for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+    return cfg.resolve_paths(base or Path.cwd())
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read and validate the config file (default ``default_config_path()``)."""
+    p = Path(path).expanduser() if path else default_config_path()
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"no config file at {p}: run `shadowmesh-client init` or pass --config") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {p}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data, str(p), p.parent.resolve())
+
+
+def write_config(path: Path, values: dict) -> None:
+    """Write a new config file (validated first); refuses to overwrite an existing one."""
+    parse_config(values, str(path), path.parent)
+    if path.exists():
+        raise ConfigError(f"{path} already exists; edit it or choose another --config")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(values, sort_keys=False))
+    tmp.replace(path)

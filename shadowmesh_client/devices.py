@@ -1,0 +1,137 @@
+"""Owner and admin operations on the DeviceRegistry: what each `shadowmesh-client` command calls.
+
+Each function takes a connected :class:`~shadowmesh_client.chain.Chain`, sends at most one transaction
+(``Chain.transact``: gas estimated first, so a revert is reported before anything is sent) and returns a
+small result the CLI prints (or dumps as JSON). Errors: ChainError / ConfigError with one clear line.
+
+The device key signs the proof of possession (directory/proof.py) locally; the owner account signs the
+transaction. Neither key leaves the process.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from shadowmesh_client.chain import STATUS_NAMES, Chain
+from shadowmesh_client.crypto import Identity
+from shadowmesh_client.directory.events import JoinPolicy
+from shadowmesh_client.directory.proof import device_id as compute_device_id, proof_message
+from shadowmesh_client.errors import ChainError
+
+
+@dataclass
+class TxResult:
+    action: str
+    tx_hash: str
+    block: int
+    gas_used: int
+    device_id: str | None = None
+    network_id: int | None = None
+    overlay_address: str | None = None
+    expires_at: int | None = None
+    status: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _receipt(action: str, receipt: Any, **kw) -> TxResult:
+    return TxResult(action, "0x" + bytes(receipt["transactionHash"]).hex(), receipt["blockNumber"],
+                    receipt["gasUsed"], **kw)
+
+
+def _events(chain: Chain, receipt: Any, name: str) -> list:
+    from web3.logs import DISCARD
+
+    return list(getattr(chain.registry.events, name)().process_receipt(receipt, errors=DISCARD))
+
+
+def device_id_hex(network_id: int, owner: str, public_key: bytes) -> str:
+    return "0x" + compute_device_id(network_id, owner, public_key).hex()
+
+
+def register(chain: Chain, account: Any, identity: Identity, network_id: int, *, endpoint: str | None = None,
+             relay: bool = False) -> TxResult:
+    """Sign the proof with the device key and register it in ``network_id`` from ``account``."""
+    pk = identity.public_key
+    proof = identity.sign(proof_message(chain.chain_id, chain.deployment.registry, network_id, account.address, pk))
+    fee = chain.call(chain.registry.functions.registrationFee())
+    fn = chain.registry.functions.registerDevice(network_id, pk, relay, endpoint or "", proof)
+    receipt = chain.transact(account, fn, value=fee)
+    logs = _events(chain, receipt, "DeviceRegistered")
+    if not logs:
+        raise ChainError("the registration transaction succeeded but emitted no DeviceRegistered event")
+    a = logs[0]["args"]
+    return _receipt(
+        "register", receipt, device_id="0x" + bytes(a["deviceId"]).hex(), network_id=network_id,
+        overlay_address=str(ipaddress.IPv4Address(a["overlayAddress"])), expires_at=a["expiresAt"],
+        status=STATUS_NAMES.get(a["status"], str(a["status"])),
+    )
+
+
+def _id(device_id: str) -> bytes:
+    raw = device_id[2:] if device_id.startswith("0x") else device_id
+    try:
+        out = bytes.fromhex(raw)
+    except ValueError:
+        out = b""
+    if len(out) != 32:
+        raise ChainError(f"{device_id!r} is not a device id (0x followed by 64 hex digits)")
+    return out
+
+
+def revoke(chain: Chain, account: Any, device_id: str) -> TxResult:
+    receipt = chain.transact(account, chain.registry.functions.revokeDevice(_id(device_id)))
+    return _receipt("revoke", receipt, device_id=device_id, status="revoked")
+
+
+def renew(chain: Chain, account: Any, device_id: str) -> TxResult:
+    fee = chain.call(chain.registry.functions.registrationFee())
+    receipt = chain.transact(account, chain.registry.functions.renewDevice(_id(device_id)), value=fee)
+    logs = _events(chain, receipt, "DeviceRenewed")
+    return _receipt("renew", receipt, device_id=device_id, expires_at=logs[0]["args"]["expiresAt"] if logs else None)
+
+
+def set_endpoint(chain: Chain, account: Any, device_id: str, endpoint: str | None, relay: bool) -> TxResult:
+    fn = chain.registry.functions.updateEndpoint(_id(device_id), endpoint or "", relay)
+    return _receipt("set-endpoint", chain.transact(account, fn), device_id=device_id)
+
+
+def approve(chain: Chain, account: Any, device_id: str) -> TxResult:
+    receipt = chain.transact(account, chain.registry.functions.approveDevice(_id(device_id)))
+    return _receipt("approve", receipt, device_id=device_id, status="active")
+
+
+def suspend(chain: Chain, account: Any, device_id: str) -> TxResult:
+    receipt = chain.transact(account, chain.registry.functions.suspendDevice(_id(device_id)))
+    return _receipt("suspend", receipt, device_id=device_id, status="suspended")
+
+
+def create_network(chain: Chain, account: Any, name: str, policy: str, period: int) -> TxResult:
+    pol = {"open": JoinPolicy.OPEN, "approval": JoinPolicy.APPROVAL}[policy]
+    receipt = chain.transact(account, chain.registry.functions.createNetwork(name, int(pol), period))
+    logs = _events(chain, receipt, "NetworkCreated")
+    return _receipt("network-create", receipt, network_id=logs[0]["args"]["networkId"] if logs else None)
+
+
+def device_status(chain: Chain, network_id: int, owner: str, public_key: bytes) -> dict:
+    """This device's record on chain (a view call: no transaction)."""
+    did = compute_device_id(network_id, owner, public_key)
+    rec = chain.call(chain.registry.functions.devices(did))
+    # Device(owner, networkId, overlayAddress, publicKey, registeredAt, expiresAt, status, relay)
+    status = int(rec[6])
+    out = {
+        "device_id": "0x" + did.hex(),
+        "network_id": network_id,
+        "owner": owner,
+        "public_key": public_key.hex(),
+        "status": STATUS_NAMES.get(status, str(status)),
+    }
+    if status:
+        out.update(
+            overlay_address=str(ipaddress.IPv4Address(rec[2])), registered_at=int(rec[4]), expires_at=int(rec[5]),
+            relay=bool(rec[7]), valid_now=bool(chain.call(chain.registry.functions.verifyDevice(did))),
+        )
+    return out

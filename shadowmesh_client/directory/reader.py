@@ -1,0 +1,160 @@
+"""Reading the DeviceRegistry's logs over JSON-RPC: ``eth_getLogs`` in adaptive block ranges, with retries.
+
+The thin I/O wrapper under the directory (docs/directory.md "Sync"). Plain JSON-RPC over HTTP(S) through
+``requests`` (a web3 dependency): the directory needs four methods and raw hex logs, and skipping web3's
+result formatters keeps a 100,000-log cold sync cheap.
+
+Range sizing: a request covers ``range`` blocks. When the node refuses it (too many results, range too
+large, response too big, timeout) the range is halved and the request repeated at once; after a request
+returning more than ``target_logs`` logs the range shrinks proportionally, and after one returning fewer
+than a quarter of that it doubles (up to ``max_range``). Connection failures and 5xx answers are retried
+with exponential backoff (``backoff`` doubling up to ``max_backoff`` seconds, ``retries`` times) and then
+raise :class:`RpcUnavailable`, which the syncer turns into "serving stale state".
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Callable, Iterator
+
+import requests
+
+from shadowmesh_client.errors import ChainError
+
+log = logging.getLogger(__name__)
+
+_TOO_MUCH = ("too many", "limit", "range", "exceed", "too large", "timeout", "timed out", "size", "10000")
+
+
+class RpcError(ChainError):
+    """The node answered with a JSON-RPC error."""
+
+    def __init__(self, method: str, code: int | None, message: str) -> None:
+        super().__init__(f"RPC {method} failed: {message} (code {code})")
+        self.code = code
+        self.rpc_message = message
+
+
+class RpcUnavailable(ChainError, ConnectionError):
+    """The RPC endpoint could not be reached (after retries)."""
+
+
+class JsonRpc:
+    """Minimal blocking JSON-RPC 2.0 client over HTTP(S). One instance per thread."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ChainError(f"rpc_url {url!r} must be an http:// or https:// URL")
+        self.url = url
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._ids = itertools.count(1)
+
+    def call(self, method: str, params: list) -> object:
+        try:
+            resp = self._session.post(
+                self.url, json={"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params},
+                timeout=self.timeout,
+            )
+        except requests.Timeout as exc:
+            if method == "eth_getLogs":  # most likely a range too large for the node: shrink it
+                raise RpcError(method, None, "request timed out") from exc
+            raise RpcUnavailable(f"the RPC endpoint {self.url} did not answer {method} in {self.timeout}s") from exc
+        except requests.RequestException as exc:
+            raise RpcUnavailable(f"cannot reach the RPC endpoint {self.url}: {type(exc).__name__}") from exc
+        if resp.status_code >= 500 or resp.status_code in (429, 502, 503, 504):
+            raise RpcUnavailable(f"RPC endpoint {self.url} answered HTTP {resp.status_code}")
+        try:
+            body = resp.json()
+        except ValueError as exc:
+            if resp.status_code == 413:
+                raise RpcError(method, 413, "response too large") from exc
+            raise RpcUnavailable(f"RPC endpoint {self.url} did not answer JSON (HTTP {resp.status_code})") from exc
+        if "error" in body:
+            err = body["error"] or {}
+            raise RpcError(method, err.get("code"), str(err.get("message", err)))
+        return body.get("result")
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class LogReader:
+    """The registry's logs, head and block hashes through a :class:`JsonRpc` (see module docstring)."""
+
+    def __init__(
+        self,
+        rpc: JsonRpc,
+        registry: str,
+        *,
+        initial_range: int = 10_000,
+        max_range: int = 1_000_000,
+        target_logs: int = 20_000,
+        retries: int = 5,
+        backoff: float = 0.25,
+        max_backoff: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rpc = rpc
+        self.registry = registry.lower()
+        self.range = initial_range
+        self.max_range = max_range
+        self.target_logs = target_logs
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._sleep = sleep
+
+    def _call(self, method: str, params: list) -> object:
+        delay = self.backoff
+        for attempt in itertools.count():
+            try:
+                return self.rpc.call(method, params)
+            except RpcUnavailable:
+                if attempt >= self.retries:
+                    raise
+                log.info("RPC %s unavailable, retry %d/%d in %.2fs", method, attempt + 1, self.retries, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+        raise AssertionError("unreachable")
+
+    def chain_id(self) -> int:
+        return int(self._call("eth_chainId", []), 16)
+
+    def head(self) -> int:
+        return int(self._call("eth_blockNumber", []), 16)
+
+    def block_hash(self, number: int) -> bytes | None:
+        block = self._call("eth_getBlockByNumber", [hex(number), False])
+        return bytes.fromhex(block["hash"][2:]) if block else None
+
+    def get_logs(self, from_block: int, to_block: int) -> list[dict]:
+        return self._call(  # type: ignore[return-value]
+            "eth_getLogs", [{"address": self.registry, "fromBlock": hex(from_block), "toBlock": hex(to_block)}]
+        )
+
+    def ranges(self, from_block: int, to_block: int) -> Iterator[tuple[int, list[dict]]]:
+        """Yield ``(range_end, logs)`` covering [from_block, to_block] in order, sizing ranges adaptively."""
+        start = from_block
+        while start <= to_block:
+            end = min(to_block, start + self.range - 1)
+            try:
+                logs = self.get_logs(start, end)
+            except RpcError as exc:
+                msg = exc.rpc_message.lower()
+                if end > start and any(s in msg for s in _TOO_MUCH):
+                    self.range = max(1, (end - start + 1) // 2)
+                    log.info("eth_getLogs refused %d blocks (%s); trying %d", end - start + 1, exc.rpc_message,
+                             self.range)
+                    continue
+                raise
+            n = len(logs)
+            span = end - start + 1
+            if n > self.target_logs:
+                self.range = max(1, span * self.target_logs // n)
+            elif n < self.target_logs // 4 and span == self.range:
+                self.range = min(self.max_range, self.range * 2)
+            yield end, logs
+            start = end + 1

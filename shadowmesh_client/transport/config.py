@@ -1,0 +1,163 @@
+"""Transport settings: link limits, server and client configuration, TLS contexts.
+
+Spec: "Network Layer" (WS/WSS), "Cloudflare Proxy Compatibility" (random path, heartbeat, TLS).
+Every constant names its unit. Validation raises TransportConfigError naming the setting.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from shadowmesh_client.transport.errors import TransportConfigError
+
+# ---- implementation constants -------------------------------------------------------------------
+PATH_PREFIX = "/api/v1/ws/"          # spec "Path Obfuscation": /api/v1/ws/{random}
+PATH_RANDOM_BYTES = 18               # bytes of randomness in a generated path (24 base64url chars)
+DEFAULT_MAX_MESSAGE_BYTES = 65_536 + 1_024  # bytes: a 64 KiB inner frame plus envelope and header
+DEFAULT_MAX_QUEUE = 4                # messages buffered on receive before reading pauses (TCP pushes back)
+DEFAULT_WRITE_LIMIT = 256 * 1024     # bytes: write-buffer high-water mark; send() waits above it
+DEFAULT_PING_INTERVAL = 20.0         # seconds between heartbeat pings (Cloudflare idles out at 100 s)
+DEFAULT_PING_TIMEOUT = 20.0          # seconds without pong before the link is declared dead
+DEFAULT_CLOSE_TIMEOUT = 2.0          # seconds to wait for the closing handshake
+DEFAULT_OPEN_TIMEOUT = 10.0          # seconds for TCP + TLS + HTTP upgrade (+ authenticate on servers)
+DEFAULT_MAX_HELLO_BYTES = 4_096      # bytes: largest first message carried in the upgrade request
+DEFAULT_HELLO_COOKIE = "sid"         # cookie that carries the hello (base64url, no padding)
+DEFAULT_USER_AGENT = (               # what a browser would send; the library default is a fingerprint
+    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+)
+
+
+def random_path() -> str:
+    """A fresh server path ``/api/v1/ws/<24 random base64url chars>`` (keep it secret: it is a filter)."""
+    return PATH_PREFIX + secrets.token_urlsafe(PATH_RANDOM_BYTES)
+
+
+@dataclass(frozen=True)
+class LinkLimits:
+    """Per-connection limits, the same on both ends. Memory per link is bounded by roughly
+    ``max_queue * max_message_bytes`` (receive) + ``write_limit`` (send) + websockets' own state."""
+
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_queue: int = DEFAULT_MAX_QUEUE
+    write_limit: int = DEFAULT_WRITE_LIMIT
+    ping_interval: float | None = DEFAULT_PING_INTERVAL
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT
+    open_timeout: float = DEFAULT_OPEN_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.max_message_bytes < 256:
+            raise TransportConfigError("transport.max_message_bytes must be at least 256 bytes")
+        if self.max_queue < 1:
+            raise TransportConfigError("transport.max_queue must be at least 1 message")
+        if self.write_limit < 1_024:
+            raise TransportConfigError("transport.write_limit must be at least 1024 bytes")
+        for name in ("ping_interval", "ping_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise TransportConfigError(f"transport.{name} must be positive seconds or null (off)")
+        if self.close_timeout <= 0 or self.open_timeout <= 0:
+            raise TransportConfigError("transport.close_timeout and open_timeout must be positive seconds")
+
+    def websockets_kwargs(self) -> dict:
+        """Keyword arguments shared by websockets' serve() and connect()."""
+        return {
+            "compression": None,  # permessage-deflate off: ciphertext doesn't compress; ~39 KB/link
+            "max_size": self.max_message_bytes,
+            "max_queue": self.max_queue,
+            "write_limit": self.write_limit,
+            "ping_interval": self.ping_interval,
+            "ping_timeout": self.ping_timeout,
+            "close_timeout": self.close_timeout,
+            "open_timeout": self.open_timeout,
+        }
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where and how a node or relay listens. ``port=0`` picks a free port (see LinkServer.port)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    path: str = field(default_factory=random_path)
+    tls_cert: str | None = None      # PEM certificate chain file; with tls_key: WSS, else plain WS
+    tls_key: str | None = None       # PEM private key file
+    limits: LinkLimits = field(default_factory=LinkLimits)
+    hello_cookie: str = DEFAULT_HELLO_COOKIE
+    max_hello_bytes: int = DEFAULT_MAX_HELLO_BYTES
+    server_name: str = "nginx"       # Server header of every response, decoys included
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/") or any(c in self.path for c in "?# \r\n"):
+            raise TransportConfigError(
+                f"transport.path must be an absolute URL path without query, e.g. {PATH_PREFIX}<random>")
+        if not 0 <= self.port <= 65_535:
+            raise TransportConfigError("transport.port must be 0..65535 (0 = pick a free port)")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise TransportConfigError("transport.tls_cert and transport.tls_key go together: set both or neither")
+        if not self.hello_cookie.isidentifier():
+            raise TransportConfigError("transport.hello_cookie must be a simple token such as 'sid'")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """Server TLS context (TLS 1.2+, certificate chain from the files), or None for plain WS."""
+        if not self.tls:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise TransportConfigError(
+                f"cannot load TLS certificate {self.tls_cert!r} / key {self.tls_key!r}: {exc}; "
+                "check the paths and that the key matches the certificate") from None
+        return ctx
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Where and how to dial. ``url`` is ws:// or wss://host:port/path; for wss, ``ca_file`` (PEM)
+    pins the trust roots, otherwise the system store is used."""
+
+    url: str
+    ca_file: str | None = None
+    server_hostname: str | None = None  # TLS name to verify, when it differs from the URL host
+    limits: LinkLimits = field(default_factory=LinkLimits)
+    hello_cookie: str = DEFAULT_HELLO_COOKIE
+    user_agent: str = DEFAULT_USER_AGENT
+    backoff_initial: float = 0.25      # seconds before the first retry
+    backoff_max: float = 30.0          # seconds: cap of the retry delay
+    backoff_multiplier: float = 2.0
+    backoff_jitter: float = 0.5        # fraction of the delay drawn at random (0 = none, 1 = full jitter)
+    stable_after: float = 5.0          # seconds a link must live before the backoff resets
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise TransportConfigError(f"transport url {self.url!r} must look like wss://host:port/path")
+        if self.ca_file is not None and parts.scheme != "wss":
+            raise TransportConfigError("transport.ca_file only makes sense with a wss:// url")
+        if not (0 < self.backoff_initial <= self.backoff_max) or self.backoff_multiplier < 1:
+            raise TransportConfigError("transport backoff: need 0 < initial <= max and multiplier >= 1")
+        if not 0 <= self.backoff_jitter <= 1:
+            raise TransportConfigError("transport.backoff_jitter must be between 0 and 1")
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("wss:")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise TransportConfigError(f"cannot load CA file {self.ca_file!r}: {exc}") from None
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx

@@ -1,0 +1,134 @@
+"""Give a TUN device its overlay address, MTU, routes and link state over netlink (pyroute2).
+
+Spec "Network Layer": each device has one IPv4 address in the overlay 100.64.0.0/10 (RFC 6598),
+configured with the overlay prefix length so the kernel routes the whole overlay into the device.
+IPv6 is switched off on the device (sysctl ``disable_ipv6``) before the link comes up, so the kernel
+sends no router solicitations into the tunnel. Every step is idempotent: calling ``configure`` again
+with the same arguments changes nothing and does not fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from shadowmesh_client.errors import ConfigError, TunError
+
+from .base import check_mtu
+from .linux import check_ifname
+from .netns import enter_netns
+
+
+def _parse_address(address: str | ipaddress.IPv4Interface) -> ipaddress.IPv4Interface:
+    try:
+        iface = ipaddress.ip_interface(address)
+    except ValueError:
+        raise ConfigError(f"tun address must look like 100.64.0.1/10, got {address!r}") from None
+    if not isinstance(iface, ipaddress.IPv4Interface):
+        raise ConfigError(f"tun address must be IPv4 (the overlay is 100.64.0.0/10), got {address!r}")
+    return iface
+
+
+def _parse_route(route: str | ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.ip_network(route, strict=True)
+    except ValueError:
+        raise ConfigError(f"tun route must be an IPv4 network like 100.64.8.0/24, got {route!r}") from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise ConfigError(f"tun route must be IPv4, got {route!r}")
+    return net
+
+
+def _disable_ipv6(name: str, netns: str | None) -> None:
+    path = f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6"
+    with enter_netns(netns):
+        try:
+            with open(path, "w") as f:
+                f.write("1")
+        except FileNotFoundError:
+            pass  # kernel without IPv6: nothing to switch off
+
+
+def configure(
+    name: str,
+    address: str | ipaddress.IPv4Interface,
+    *,
+    mtu: int | None = None,
+    routes: Iterable[str | ipaddress.IPv4Network] = (),
+    netns: str | None = None,
+    up: bool = True,
+    disable_ipv6: bool = True,
+) -> None:
+    """Configure the existing device ``name``: address (e.g. ``"100.64.0.7/10"``), MTU in bytes,
+    extra ``routes`` through the device (the address's own prefix is routed already), link up.
+
+    ``netns``: the namespace the device lives in (default: ours). Raises ``ConfigError`` for bad
+    values and ``TunError`` when the kernel refuses (no such device, no permission). Blocking (a few
+    milliseconds); callable from a coroutine too, or use ``configure_async``.
+    """
+    check_ifname(name)
+    iface = _parse_address(address)
+    nets = [_parse_route(r) for r in routes]
+    if mtu is not None:
+        check_mtu(mtu)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _configure(name, iface, mtu, nets, netns, up, disable_ipv6)
+    # pyroute2's synchronous API runs an event loop of its own, which cannot happen in a thread whose
+    # loop is running: do the (milliseconds of) netlink work in a helper thread and wait for it.
+    with ThreadPoolExecutor(1, thread_name_prefix="tun-configure") as pool:
+        return pool.submit(_configure, name, iface, mtu, nets, netns, up, disable_ipv6).result()
+
+
+def _configure(
+    name: str,
+    iface: ipaddress.IPv4Interface,
+    mtu: int | None,
+    nets: list[ipaddress.IPv4Network],
+    netns: str | None,
+    up: bool,
+    disable_ipv6: bool,
+) -> None:
+    if disable_ipv6:
+        _disable_ipv6(name, netns)
+    step = "connect to netlink"
+    try:
+        with IPRoute(netns=netns, flags=0, groups=0) as ipr:
+            step = "find the device"
+            found = ipr.link_lookup(ifname=name)
+            if not found:
+                raise TunError(errno.ENODEV, f"no network device {name!r}: open the tun device first")
+            index = found[0]
+            if mtu is not None:
+                step = f"set MTU {mtu}"
+                ipr.link("set", index=index, mtu=mtu)
+            step = f"add address {iface}"
+            try:
+                ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise
+            if up:
+                step = "set link up"
+                ipr.link("set", index=index, state="up")
+            for net in nets:
+                step = f"add route {net}"
+                ipr.route("replace", dst=str(net.network_address), dst_len=net.prefixlen, oif=index)
+    except NetlinkError as e:
+        raise TunError(e.code, f"cannot {step} on {name}: {e}") from None
+    except OSError as e:
+        if isinstance(e, TunError):
+            raise
+        raise TunError(e.errno, f"cannot {step} on {name}: {e.strerror}") from None
+
+
+async def configure_async(name: str, address: str | ipaddress.IPv4Interface, **kwargs) -> None:
+    """``configure`` without blocking the event loop (runs in the default executor)."""
+    await asyncio.to_thread(configure, name, address, **kwargs)

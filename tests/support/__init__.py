@@ -1,0 +1,1 @@
+"""Shared test helpers (real chain processes: tests/support/chain.py)."""
