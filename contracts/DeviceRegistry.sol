@@ -305,6 +305,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
     /// @inheritdoc IDeviceRegistry
     function withdrawFees() external onlyRole(FEE_MANAGER_ROLE) {
         uint256 amount = address(this).balance;
+        // slither-disable-next-line incorrect-equality (only "nothing to send"; forced ether just gets withdrawn too)
         if (amount == 0) revert DeviceRegistryNoFees();
         address to = _treasury;
         emit FeesWithdrawn(to, amount);

@@ -80,6 +80,7 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
     /// @inheritdoc IShadowMeshToken
     function withdraw() external {
         Escrow memory escrow = _escrows[msg.sender];
+        // slither-disable-next-line incorrect-equality (0 is the "no request" sentinel, set only by this contract)
         if (escrow.unlockAt == 0) revert ShadowMeshTokenNoWithdrawalRequested(msg.sender);
         // slither-disable-next-line timestamp (the notice period is hours or days; miner drift of seconds is harmless)
         if (block.timestamp < escrow.unlockAt) revert ShadowMeshTokenWithdrawalLocked(msg.sender, escrow.unlockAt);
@@ -137,10 +138,8 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
     }
 
     /// @inheritdoc IShadowMeshToken
-    function claim(SignedReceipt calldata receipt) external returns (uint256 amount) {
-        uint256 price = _advertisedPrice(msg.sender);
-        amount = _settle(msg.sender, price, receipt);
-        _payRelay(msg.sender, amount);
+    function claim(SignedReceipt calldata receipt) external {
+        _payRelay(msg.sender, _settle(msg.sender, _advertisedPrice(msg.sender), receipt));
     }
 
     /// @inheritdoc IShadowMeshToken
@@ -232,16 +231,14 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
         bytes32 digest =
             receiptDigest(payer, receipt.deviceId, relay, receipt.cumulativeBytes, receipt.maxPricePerByte);
         // Malleability does not matter here (a receipt is identified by its content, not its signature), so the
-        // precompile is called directly, saving ECDSA.recover's checks: an invalid signature recovers to zero
-        // or to an unrelated address, and both fail the signer check (payer is never zero: it signed or
-        // authorised the signer, and the zero address cannot authorise anyone).
+        // precompile is called directly instead of ECDSA.recover. An invalid signature recovers to zero or to an
+        // unrelated address: an unrelated address fails the check below; zero passes it only when payer is zero
+        // too (nobody can authorise the zero signer), and the zero payer has no escrow: EscrowEmpty follows.
         bytes32 vs = receipt.vs;
         uint8 v = uint8(uint256(vs) >> 255) + 27;
         bytes32 s = vs & bytes32(0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff);
         address signer = ecrecover(digest, v, receipt.r, s);
-        if (signer == address(0) || (signer != payer && !_receiptSigners[payer][signer])) {
-            revert ShadowMeshTokenInvalidSigner(signer, payer);
-        }
+        if (signer != payer && !_receiptSigners[payer][signer]) revert ShadowMeshTokenInvalidSigner(signer, payer);
     }
 
     /// @dev keccak256(abi.encode(payer, deviceId, relay)), hashed in scratch/free memory like _receiptStructHash.

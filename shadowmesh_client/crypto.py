@@ -115,7 +115,7 @@ def x25519(private: bytes, peer_public: bytes) -> bytes:
     """The X25519 shared secret; raises ProtocolError for a low-order peer key (all-zero result)."""
     try:
         shared = _b.crypto_scalarmult(private, peer_public)
-    except (_CryptoError, ValueError, TypeError) as exc:
+    except (_CryptoError, ValueError, TypeError, RuntimeError) as exc:  # libsodium refuses low-order points
         raise ProtocolError("peer sent an invalid X25519 public key") from exc
     if not any(shared):  # pragma: no cover - libsodium already refuses low-order points
         raise ProtocolError("peer sent a low-order X25519 public key")

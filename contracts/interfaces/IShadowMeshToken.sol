@@ -139,8 +139,8 @@ interface IShadowMeshToken {
     /// @notice Bytes already paid on the (payer, deviceId, relay) channel.
     function paidBytes(address payer, bytes32 deviceId, address relay) external view returns (uint256);
 
-    /// @notice The caller (a relay) claims one receipt. Returns the amount paid.
-    function claim(SignedReceipt calldata receipt) external returns (uint256 amount);
+    /// @notice The caller (a relay) claims one receipt; the amount paid is in the `Claimed` event.
+    function claim(SignedReceipt calldata receipt) external;
 
     /// @notice The caller (a relay) claims many receipts (any payers/devices) in one transfer.
     /// Reverts as a whole if any receipt is invalid. Returns the total paid.

@@ -102,6 +102,20 @@ def _handshakes(seconds: float) -> float:
     return 1.0 / _timeit(one, seconds)
 
 
+def _nonce_costs(seconds: float) -> dict:
+    """Microseconds per nonce: os.urandom(24) (a getrandom syscall) vs prefix || seq packed into the
+    header (what the session does), to justify counter-derived nonces (docs/protocol.md)."""
+    import struct
+
+    prefix, buf, st = os.urandom(20), bytearray(64), struct.Struct(">20sI")
+    counter = iter(range(1 << 62))
+    return {
+        "nonce_urandom_us": round(_timeit(lambda: os.urandom(24), seconds) * 1e6, 3),
+        "nonce_counter_us": round(_timeit(lambda: st.pack_into(buf, 40, prefix, next(counter) & 0xFFFFFFFF),
+                                          seconds) * 1e6, 3),
+    }
+
+
 def run(args=None) -> dict:
     quick = bool(getattr(args, "quick", False))
     seconds = 0.6 if quick else 2.0
@@ -111,11 +125,13 @@ def run(args=None) -> dict:
         for k, v in r.items():
             results[f"{k.replace('_gbps', '').replace('_us', '')}_{label}_{'gbps' if k.endswith('gbps') else 'us'}"] = round(v, 3)
     results["handshakes_per_s"] = round(_handshakes(seconds), 1)
+    results.update(_nonce_costs(seconds / 4))
     print(f"{'payload':<10} {'seal Gbit/s':>12} {'open Gbit/s':>12} {'seal+open':>10} {'AEAD only':>10}")
     for label in ("1400B", "64KiB", "32x1400B"):
         print(f"{label:<10} {results[f'seal_{label}_gbps']:>12.2f} {results[f'open_{label}_gbps']:>12.2f} "
               f"{results[f'seal_open_{label}_gbps']:>10.2f} {results[f'aead_{label}_gbps']:>10.2f}")
     print(f"handshakes/s (one core, both sides): {results['handshakes_per_s']:.0f}")
+    print(f"nonce: os.urandom(24) {results['nonce_urandom_us']} us, prefix||seq {results['nonce_counter_us']} us")
     for name, target in TARGETS.items():
         value = results[name]
         print(f"target {name} >= {target}: {value} {'OK' if value >= target else 'MISSED'}")

@@ -79,7 +79,11 @@ SESSION_HEADER = struct.Struct(">BBHI32s20sI")  # the same with nonce = prefix(2
 _COUNT = struct.Struct(">H")
 _U16 = ">%dH"
 NONCE_OFFSET = 40  # bytes: where the nonce starts in the header
+_DATA_ONE = struct.Struct(">BBHI32s20sIHH")  # session header + count + (length - 1) of a single packet
+_PADDED = 0x01
+_JUMBO = 0x80
 assert HEADER.size == SESSION_HEADER.size == C.HEADER_SIZE
+_DATA_VT = (C.PROTOCOL_VERSION << 4) | FrameType.DATA
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,7 @@ def check_length(flags: int, length: int, frame_size: int) -> int:
         raise FrameFormatError(f"frame of {frame_size} bytes is shorter than header + tag ({C.OVERHEAD})")
     if payload > C.MAX_PAYLOAD:
         raise FrameFormatError(f"frame payload of {payload} bytes exceeds the {C.MAX_PAYLOAD}-byte maximum")
-    jumbo = bool(flags & Flags.JUMBO)
+    jumbo = bool(flags & _JUMBO)
     if jumbo != (payload > C.MAX_SHORT_PAYLOAD) or length != payload & 0xFFFF:
         raise FrameFormatError("frame Length field does not match the frame size (truncated or padded?)")
     return payload
@@ -162,7 +166,7 @@ def _length_fields(payload_size: int, flags: int) -> tuple[int, int]:
             f"payload of {payload_size} bytes exceeds the {C.MAX_PAYLOAD}-byte frame maximum; split the batch"
         )
     if payload_size > C.MAX_SHORT_PAYLOAD:
-        flags |= Flags.JUMBO
+        flags |= _JUMBO
     return payload_size & 0xFFFF, int(flags)
 
 
@@ -185,7 +189,7 @@ def seal(ftype: int, flags: int, seq: int, sender: bytes, nonce: bytes, plaintex
     size = len(plaintext)
     n = pad_size(size) if pad else size
     if pad:
-        flags |= Flags.PADDED
+        flags |= _PADDED
     length, flags = _length_fields(n, flags)
     frame = bytearray(C.OVERHEAD + n)
     HEADER.pack_into(frame, 0, (C.PROTOCOL_VERSION << 4) | ftype, flags, length, seq, sender, nonce)
@@ -199,6 +203,21 @@ def seal_packets(flags: int, seq: int, sender: bytes, prefix: bytes, packets: li
     """A DATA frame carrying ``packets``: the batch is written once into the frame buffer and encrypted
     in place by one AEAD call (no intermediate plaintext object)."""
     count = len(packets)
+    if count == 1:  # the common case at MTU 1,400 without batching: no per-packet loops
+        packet = packets[0]
+        size = len(packet)
+        if not 0 < size <= C.MAX_PACKET_SIZE:
+            raise FrameFormatError(f"IP packets must be 1..{C.MAX_PACKET_SIZE} bytes, got {size}")
+        total = 4 + size
+        n = pad_size(total) if pad else total
+        if pad:
+            flags |= _PADDED
+        length, flags = _length_fields(n, flags) if n > C.MAX_SHORT_PAYLOAD else (n, flags)
+        frame = bytearray(C.OVERHEAD + n)
+        _DATA_ONE.pack_into(frame, 0, _DATA_VT, flags, length, seq, sender, prefix, seq, 1, size - 1)
+        frame[68 : 68 + size] = packet
+        crypto.aead_seal_in_place(frame, C.HEADER_SIZE, NONCE_OFFSET, n, key)
+        return frame
     if not 0 < count <= C.MAX_PACKETS_PER_FRAME:
         raise FrameFormatError(f"a data frame carries 1..{C.MAX_PACKETS_PER_FRAME} packets, got {count}")
     lengths = [len(p) for p in packets]
@@ -207,19 +226,15 @@ def seal_packets(flags: int, seq: int, sender: bytes, prefix: bytes, packets: li
         raise FrameFormatError(f"IP packets must be 1..{C.MAX_PACKET_SIZE} bytes")
     n = pad_size(total) if pad else total
     if pad:
-        flags |= Flags.PADDED
+        flags |= _PADDED
     length, flags = _length_fields(n, flags)
     frame = bytearray(C.OVERHEAD + n)
-    SESSION_HEADER.pack_into(frame, 0, (C.PROTOCOL_VERSION << 4) | FrameType.DATA, flags, length, seq, sender,
-                             prefix, seq)
+    SESSION_HEADER.pack_into(frame, 0, _DATA_VT, flags, length, seq, sender, prefix, seq)
     pos = C.HEADER_SIZE + 2 + 2 * count
     struct.pack_into(">H%dH" % count, frame, C.HEADER_SIZE, count, *[x - 1 for x in lengths])
-    if count == 1:
-        frame[pos : pos + lengths[0]] = packets[0]
-    else:
-        for p, ln in zip(packets, lengths):
-            frame[pos : pos + ln] = p
-            pos += ln
+    for p, ln in zip(packets, lengths):
+        frame[pos : pos + ln] = p
+        pos += ln
     crypto.aead_seal_in_place(frame, C.HEADER_SIZE, NONCE_OFFSET, n, key)
     return frame
 

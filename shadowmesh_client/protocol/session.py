@@ -170,7 +170,7 @@ class Session:
     def initiate(self, now: float) -> bytes:
         """Start the first handshake (or a fresh one); returns the HANDSHAKE_INIT frame to send."""
         self._check_open()
-        if self.state is SessionState.NEW:
+        if self.state in (SessionState.NEW, SessionState.FAILED):
             self.state = SessionState.INITIATING
         self._pending_started = now
         return self._send_initiation(now, rekey=False)
@@ -294,7 +294,8 @@ class Session:
         ftype = vt & 0x0F
         if flags & ~F.KNOWN_FLAGS or ftype not in F._VALID_TYPES:
             raise FrameFormatError("unknown frame type or flag bits")
-        F.check_length(flags, length, size)
+        if size > 0xFFFF + C.OVERHEAD or flags & 0x80 or length != size - C.OVERHEAD:
+            F.check_length(flags, length, size)  # JUMBO or malformed: the full check (raises if bad)
         if sender != self._peer:
             raise FrameFormatError("frame was sent by another device than this session's peer")
         self.counters.bytes_received += size
@@ -313,11 +314,9 @@ class Session:
             raise ReplayError(f"frame {seq} was already received or is older than the replay window")
         kp.recv_bytes += size
         self._awaiting_since = None
+        out = Received([], [], [])
         if kp is self._next:  # the initiator's first frame under the new key confirms it
-            out = Received()
             self._install(kp, now, out.events)
-        else:
-            out = Received()
         if kp is self._current and (kp.recv_bytes >= self._config.rekey_after_bytes):
             self._rekey_due = True
         if ftype == _DATA:

@@ -34,15 +34,15 @@ def test_gas_table(registry, token, open_network, admin, accounts, relay, sign_r
     token.setRelayPrice(PRICE, sender=relay)
     payers = [accounts[i] for i in range(10, 20)]
     for p in payers + [accounts[21]]:
-        token.mint(p, ONE_SMT, sender=admin)
-        token.deposit(ONE_SMT, sender=p)
+        token.mint(p, 100 * ONE_SMT, sender=admin)
+        token.deposit(100 * ONE_SMT, sender=p)
     solo = accounts[21]
     device = b"\xaa" * 32
     assert token.balanceOf(relay) == 0
     figures["claim (new channel, relay balance 0)"] = token.claim(
-        sign_receipt(solo.private_key, solo, device, relay, 1_000, PRICE), sender=relay).gas_used
+        sign_receipt(solo.private_key, solo, device, relay, 10 * 2**30, PRICE), sender=relay).gas_used
     figures["claim (next receipt, same channel)"] = token.claim(
-        sign_receipt(solo.private_key, solo, device, relay, 2_000, PRICE), sender=relay).gas_used
+        sign_receipt(solo.private_key, solo, device, relay, 20 * 2**30, PRICE), sender=relay).gas_used
     batch = [sign_receipt(p.private_key, p, device, relay, 1_000, PRICE) for p in payers]
     figures["claimBatch(10) (10 new channels)"] = token.claimBatch(batch, sender=relay).gas_used
     batch = [sign_receipt(p.private_key, p, device, relay, 2_000, PRICE) for p in payers]

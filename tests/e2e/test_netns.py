@@ -204,3 +204,15 @@ def test_atexit_cleans_up_when_the_process_dies(how: str) -> None:
             proc.wait()
     assert proc.returncode != 0
     _assert_gone(prefix, int(pid))
+
+
+def test_offloads_can_be_switched_off_for_userspace_forwarders(veth: Topology) -> None:
+    def features() -> str:
+        return veth.run("a", ["ethtool", "-k", "veth0"]).stdout
+
+    assert "generic-segmentation-offload: on" in features()
+    veth.set_offloads("a", "veth0", on=False)
+    out = features()
+    for feature in ("tcp-segmentation-offload", "generic-segmentation-offload", "generic-receive-offload"):
+        assert f"{feature}: off" in out
+    assert ping(veth, "a", veth.hosts["b"].ip)

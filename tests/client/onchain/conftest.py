@@ -6,12 +6,9 @@ network (``new_network``). Tests that rewind or kill the chain start their own a
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from tests.client.onchain.helpers import Deployed, start_deployed
+from tests.client.onchain.helpers import start_deployed
 
 
 @pytest.fixture(scope="module")

@@ -147,6 +147,10 @@ class Proxy:
 
     def stop(self):
         self.up = False
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        except OSError:
+            pass
         self.listener.close()
         for c in self.conns:
             try:

@@ -165,7 +165,7 @@ def test_frames_under_the_wrong_key_are_rejected(alice, bob, config):
 def test_truncated_and_extended_frames_are_rejected(pair):
     sa, sb = pair
     frame = bytes(sa.seal_packets([IP], T0))
-    for bad in (frame[:-1], frame[:79], frame + b"\0", b""):
+    for bad in (frame[:-1], frame[:79], frame + b"\0", b"", frame + b"\0" * (1 << 20)):
         with pytest.raises(ProtocolError):
             sb.open(bad, T0)
     assert sb.open(frame, T0).packets == [IP]  # the genuine frame still opens afterwards
@@ -260,6 +260,21 @@ def test_handshake_is_retried_then_given_up(alice, bob, config):
         t = lonely.next_timer_at()
         lonely.on_timer(t)
     assert lonely.state is SessionState.FAILED and t == pytest.approx(T0 + config.handshake_give_up_seconds)
+    # a failed session tries again when there is something to send, and then works
+    (init,) = lonely.send_packets([b"again"], t + 1)
+    assert lonely.state is SessionState.INITIATING and lonely.next_timer_at() is not None
+    fresh = Session(bob, alice.public_key, config, lambda k: True)
+    flushed = lonely.open(fresh.open(init, t + 1).outgoing[0], t + 1).outgoing
+    assert fresh.open(flushed[0], t + 1).packets == [b"again"]
+
+
+def test_dead_peer_triggers_a_new_handshake(pair, config):
+    sa, sb = pair
+    sa.seal_packets([IP], T0 + 1)  # lost: sb never answers, not even with a keepalive
+    due = sa.next_timer_at()
+    assert due == pytest.approx(T0 + 1 + config.keepalive_seconds + config.handshake_retry_seconds)
+    (init,) = sa.on_timer(due)
+    assert peek_header(init).type.name == "HANDSHAKE_INIT"
 
 
 def test_simultaneous_initiation_settles_on_one_key(alice, bob, config):
@@ -299,3 +314,11 @@ def test_identity_never_shows_its_seed(alice):
         pickle.dumps(alice)
     with pytest.raises(ValueError):
         Identity.from_seed(b"short")
+
+
+@pytest.mark.parametrize("point", [bytes(32), b"\x01" + bytes(31), bytes.fromhex(
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")])
+def test_low_order_ephemeral_keys_are_refused(point):
+    # a (signed, trusted) peer sending a small-order X25519 point must not yield a guessable key
+    with pytest.raises(ProtocolError):
+        crypto.x25519(b"\x11" * 32, point)

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -99,7 +100,9 @@ async def test_authenticate_receives_the_hello_and_the_response_is_the_first_mes
 async def test_decoy_matches_a_real_nginx(tmp_path):
     """Against a stock nginx with server_tokens off and keep-alive off: same status line, same header
     names in the same order, same 404 body."""
-    port = 20000 + os.getpid() % 20000
+    with socket.socket() as probe:   # a free port for nginx
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     conf = tmp_path / "nginx.conf"
     conf.write_text(
         f"daemon off; pid {tmp_path}/pid; error_log {tmp_path}/err.log;\nevents {{}}\n"
@@ -109,11 +112,13 @@ async def test_decoy_matches_a_real_nginx(tmp_path):
     try:
         deadline = time.monotonic() + 5
         real = b""
-        while time.monotonic() < deadline and not real:
+        while time.monotonic() < deadline and not real.startswith(b"HTTP/1.1"):
             try:
                 real = await raw_http(port, b"GET /api/v1/ws/x HTTP/1.1\r\nHost: x\r\n\r\n")
             except OSError:
-                await asyncio.sleep(0.05)
+                pass
+            await asyncio.sleep(0.05)
+        assert real.startswith(b"HTTP/1.1"), (tmp_path / "err.log").read_text()
         async with LinkServer(ServerConfig(), accept_good, idle) as server:
             ours = await raw_http(server.port, b"GET /api/v1/ws/x HTTP/1.1\r\nHost: x\r\n\r\n")
     finally:
