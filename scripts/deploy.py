@@ -133,6 +133,14 @@ def cli(network_choice, account_alias, admin, treasury, registration_fee, withdr
     from ape import networks
     from ape.exceptions import ApeException
 
+    if ":" not in network_choice and not network_choice.startswith("http"):
+        # A bare ecosystem name means its main network (Ape alone would pick the ephemeral local chain).
+        network_choice = f"{network_choice}:mainnet"
+    if network_choice.endswith(":test") or network_choice.endswith(":local"):
+        raise click.UsageError(
+            f"{network_choice!r} is Ape's in-process test chain, gone when this command exits; deploy to a "
+            "running node instead, e.g. --network polygon:local:foundry (APE_FOUNDRY_HOST=http://127.0.0.1:PORT)"
+        )
     try:
         context = networks.parse_network_choice(network_choice)
         provider = context.__enter__()

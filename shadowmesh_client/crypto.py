@@ -190,3 +190,43 @@ def deterministic_rng(seed: bytes) -> RandomSource:
         return out
 
     return rng
+
+
+# -- secrets at rest: Argon2id + XSalsa20-Poly1305 (the device keystore) ---------------------------------
+
+PASSPHRASE_SALT_BYTES = 16
+"""Bytes of Argon2id salt (libsodium's crypto_pwhash_argon2id_SALTBYTES)."""
+SECRETBOX_NONCE_BYTES = 24
+"""Bytes of XSalsa20-Poly1305 nonce."""
+
+
+def seal_with_passphrase(secret: bytes, passphrase: str, *, opslimit: int, memlimit: int) -> dict[str, str]:
+    """Encrypt ``secret`` under a key derived from ``passphrase`` with Argon2id (``opslimit`` passes,
+    ``memlimit`` bytes). Returns hex fields ``salt``, ``nonce``, ``ciphertext`` to store beside the limits."""
+    import nacl.pwhash
+    import nacl.secret
+
+    salt = os.urandom(PASSPHRASE_SALT_BYTES)
+    key = nacl.pwhash.argon2id.kdf(32, passphrase.encode(), salt, opslimit=opslimit, memlimit=memlimit)
+    nonce = os.urandom(SECRETBOX_NONCE_BYTES)
+    sealed = nacl.secret.SecretBox(key).encrypt(secret, nonce).ciphertext
+    return {"salt": salt.hex(), "nonce": nonce.hex(), "ciphertext": sealed.hex()}
+
+
+def open_with_passphrase(salt: bytes, nonce: bytes, ciphertext: bytes, passphrase: str, *,
+                         opslimit: int, memlimit: int) -> bytes | None:
+    """The secret sealed by :func:`seal_with_passphrase`, or None for a wrong passphrase or altered data.
+
+    Raises ValueError when the parameters themselves are malformed (a corrupted file, not a wrong passphrase).
+    """
+    import nacl.pwhash
+    import nacl.secret
+
+    try:
+        key = nacl.pwhash.argon2id.kdf(32, passphrase.encode(), salt, opslimit=opslimit, memlimit=memlimit)
+    except _CryptoError as exc:
+        raise ValueError(f"bad key-derivation parameters: {exc}") from None
+    try:
+        return nacl.secret.SecretBox(key).decrypt(ciphertext, nonce)
+    except (_CryptoError, ValueError):
+        return None

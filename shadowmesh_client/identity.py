@@ -25,14 +25,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-# TODO(protocol engineer): move the Argon2id + secretbox sealing into shadowmesh_client/crypto.py (the one
-# module meant to import PyNaCl); identity.py would then call crypto.seal_with_passphrase/open_with_passphrase.
-import nacl.exceptions
-import nacl.pwhash
-import nacl.secret
-import nacl.utils
-
-from shadowmesh_client.crypto import Identity
+from shadowmesh_client.crypto import Identity, open_with_passphrase, seal_with_passphrase
 from shadowmesh_client.errors import KeystoreError
 
 FILE_VERSION = 1
@@ -158,17 +151,14 @@ class DeviceKeystore:
             return identity
         if not passphrase or len(passphrase) < MIN_PASSPHRASE:
             raise KeystoreError(f"choose a passphrase of at least {MIN_PASSPHRASE} characters for the device key")
-        salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
-        key = nacl.pwhash.argon2id.kdf(32, passphrase.encode(), salt, opslimit=opslimit, memlimit=memlimit)
-        box = nacl.secret.SecretBox(key)
-        nonce = nacl.utils.random(nacl.secret.SecretBox.NONCE_SIZE)
-        sealed = box.encrypt(identity.seed_bytes() + identity.public_key, nonce).ciphertext
+        sealed = seal_with_passphrase(identity.seed_bytes() + identity.public_key, passphrase,
+                                      opslimit=opslimit, memlimit=memlimit)
         doc = {
             "version": FILE_VERSION,
             "backend": "file",
             "public_key": pub,
-            "kdf": {"name": "argon2id", "opslimit": opslimit, "memlimit": memlimit, "salt": salt.hex()},
-            "cipher": {"name": "xsalsa20-poly1305", "nonce": nonce.hex(), "ciphertext": sealed.hex()},
+            "kdf": {"name": "argon2id", "opslimit": opslimit, "memlimit": memlimit, "salt": sealed["salt"]},
+            "cipher": {"name": "xsalsa20-poly1305", "nonce": sealed["nonce"], "ciphertext": sealed["ciphertext"]},
         }
         _write_private(self.path, json.dumps(doc, indent=1).encode())
         return identity
@@ -194,16 +184,14 @@ class DeviceKeystore:
                 kdf, cipher = doc["kdf"], doc["cipher"]
                 if kdf["name"] != "argon2id" or cipher["name"] != "xsalsa20-poly1305":
                     raise ValueError
-                key = nacl.pwhash.argon2id.kdf(
-                    32, passphrase.encode(), bytes.fromhex(kdf["salt"]),
+                plain = open_with_passphrase(
+                    bytes.fromhex(kdf["salt"]), bytes.fromhex(cipher["nonce"]),
+                    bytes.fromhex(cipher["ciphertext"]), passphrase,
                     opslimit=int(kdf["opslimit"]), memlimit=int(kdf["memlimit"]),
                 )
-                nonce, ct = bytes.fromhex(cipher["nonce"]), bytes.fromhex(cipher["ciphertext"])
-            except (KeyError, ValueError, TypeError, nacl.exceptions.CryptoError):
+            except (KeyError, ValueError, TypeError):
                 raise KeystoreError(f"the device key file {self.path} is corrupted") from None
-            try:
-                plain = nacl.secret.SecretBox(key).decrypt(ct, nonce)
-            except (nacl.exceptions.CryptoError, ValueError):
+            if plain is None:
                 raise KeystoreError(
                     f"wrong passphrase for the device key {self.path} (or the file was altered)"
                 ) from None

@@ -179,3 +179,18 @@ def test_events_applied_twice_are_ignored(chain, directory):
     directory.apply([reg, rev], NOW)
     directory.apply([reg], NOW)
     assert not directory.is_trusted(a.public_key, NOW)
+
+
+def test_core_modules_do_no_io():
+    """events/proof/core must stay pure: no network, database, asyncio or web3 imports."""
+    import ast
+    from pathlib import Path
+
+    import shadowmesh_client.directory as pkg
+
+    forbidden = {"socket", "sqlite3", "asyncio", "requests", "web3", "threading", "time", "urllib"}
+    for name in ("events.py", "proof.py", "core.py"):
+        tree = ast.parse((Path(pkg.__file__).parent / name).read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not imported & forbidden, (name, imported & forbidden)
