@@ -1,0 +1,122 @@
+"""`shadowmesh-client up` and `shadowmesh-client relay`: the two daemons (docs/mesh.md).
+
+Standalone click commands; ``register(group)`` attaches them to the main group (cli.py). Thin: parse
+options, open the identity and the directory, build settings, run the daemon until SIGINT/SIGTERM.
+Errors the user can fix are ShadowMeshError: the main group prints them as one ``error:`` line.
+
+Until cli.py calls ``register``, ``python -m shadowmesh_client.cli_mesh`` is the main group with both
+commands attached (the end-to-end tests use whichever is available).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import click
+
+from shadowmesh_client.errors import ConfigError
+
+
+def _open_syncer(state):
+    from shadowmesh_client.directory.syncer import open_syncer
+
+    cfg = state.config
+    if cfg.network_id is None:
+        raise ConfigError("set `network_id:` in the config (the network this device belongs to)")
+    if cfg.deployments is not None:
+        dep = state.deployment()
+        chain_id, registry, start = dep.chain_id, dep.registry, dep.deploy_block
+    else:
+        chain_id, registry, start = cfg.chain_id, cfg.registry, cfg.deploy_block
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    return open_syncer(cfg.rpc_url, chain_id, registry, cfg.network_id, cfg.state_dir, deploy_block=start,
+                       confirmations=cfg.confirmations, retries=1, timeout=5.0)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    logging.getLogger("shadowmesh_client.transport.websockets").setLevel(logging.WARNING)
+
+
+def _run(daemon_run) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await daemon_run(stop)
+
+    asyncio.run(main())
+
+
+def _tls(fn):
+    fn = click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key of --tls-cert.")(fn)
+    return click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
+                        help="PEM certificate chain: serve wss:// instead of ws://.")(fn)
+
+
+@click.command("up")
+@click.option("--listen", help="HOST:PORT to accept peers on when an endpoint is published (default: config `listen`).")
+@click.option("--mtu", type=click.IntRange(576, 65535),
+              help="TUN MTU in bytes (default: config `tun.mtu` if set there, else 65000: see docs/mesh.md).")
+@click.option("--tun-name", help="TUN interface name (default: config `tun.name`).")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="PEM CA for wss:// peers and relays.")
+@click.option("--status-file", type=click.Path(dir_okay=False),
+              help="Write the node's status as JSON here every second (default: <state_dir>/node-status.json).")
+@_tls
+@click.pass_obj
+def up(state, listen, mtu, tun_name, ca_file, status_file, tls_cert, tls_key):
+    """Bring this device into the mesh: TUN device, sessions with every trusted peer, until Ctrl-C."""
+    from shadowmesh_client.node import DEFAULT_MTU, Node, NodeSettings
+
+    cfg = state.config
+    _logging(cfg.log_level)
+    identity = state.identity()
+    syncer = _open_syncer(state)
+    if mtu is None:
+        mtu = cfg.tun.mtu if "mtu" in cfg.tun.model_fields_set else DEFAULT_MTU
+    settings = NodeSettings(
+        tun_name=tun_name or cfg.tun.name, mtu=mtu, listen=listen or cfg.listen, tls_cert=tls_cert, tls_key=tls_key,
+        ca_file=ca_file, relays=tuple(cfg.relays), status_file=status_file or str(cfg.state_dir / "node-status.json"))
+    node = Node(identity, syncer, settings, endpoint=cfg.endpoint)
+    _run(node.run)
+
+
+@click.command("relay")
+@click.option("--listen", help="HOST:PORT to listen on (default: config `listen`).")
+@click.option("--rate-limit", type=click.FloatRange(min=1), help="Per-device ingress limit in bytes/s (default: none).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port.")
+@click.option("--status-file", type=click.Path(dir_okay=False),
+              help="Write the relay's status (per-device byte counts) as JSON every second "
+                   "(default: <state_dir>/relay-status.json).")
+@_tls
+@click.pass_obj
+def relay(state, listen, rate_limit, metrics_port, status_file, tls_cert, tls_key):
+    """Run a relay for the network: forwards end-to-end encrypted frames between trusted devices."""
+    from shadowmesh_client.relay_daemon import RelayDaemon, RelaySettings
+
+    cfg = state.config
+    _logging(cfg.log_level)
+    identity = state.identity()
+    syncer = _open_syncer(state)
+    settings = RelaySettings(listen=listen or cfg.listen, tls_cert=tls_cert, tls_key=tls_key,
+                             rate_bytes_per_second=rate_limit, metrics_port=metrics_port,
+                             status_file=status_file or str(cfg.state_dir / "relay-status.json"))
+    _run(RelayDaemon(identity, syncer, settings, endpoint=cfg.endpoint).run)
+
+
+def register(group: click.Group) -> None:
+    """Attach `up` and `relay` to the main `shadowmesh-client` group."""
+    group.add_command(up)
+    group.add_command(relay)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from shadowmesh_client.cli import main
+
+    if "up" not in main.commands:
+        register(main)
+    main()

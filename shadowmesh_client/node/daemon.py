@@ -1,0 +1,179 @@
+"""The ``up`` daemon's lifecycle: start in order, run until told to stop, shut down cleanly.
+
+Spec "Network Layer" / "Data Plane"; issue 5 "Node". Start-up order (each step needs the previous):
+
+1. directory: load the stored state and sync once (retrying with backoff while the chain is
+   unreachable and nothing is stored; with stored state the node starts on it and keeps retrying);
+2. this device's overlay address from the directory (refused if the device is not trusted there);
+3. TUN device: created with TUNSETIFF (it vanishes with our file descriptor, so even a crash leaves
+   nothing behind), address ``<overlay>/10`` (the whole overlay routed into it), MTU, link up;
+4. peers, routes, dialers and relay links (``PeerManager.refresh``), directory subscription;
+5. the WebSocket listener when this device has an endpoint;
+6. tasks: packet pump, directory follower, housekeeping tick (timers, trust sweep, paths, status file).
+
+``stop`` (an asyncio.Event; the CLI sets it on SIGINT/SIGTERM) ends ``run``: every session gets a CLOSE
+frame, links close, the listener stops, the TUN device is closed (and so removed), SQLite is closed.
+A task that dies (TUN deleted under us, a bug) also ends ``run``, through the same shutdown, and is
+re-raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from urllib.parse import urlsplit
+
+from shadowmesh_client.directory import DirectorySyncer
+from shadowmesh_client.errors import ChainError, ConfigError
+from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
+from shadowmesh_client.transport import LinkServer, ServerConfig
+from shadowmesh_client.tun import configure, open_tun
+from shadowmesh_client.node.manager import PeerManager
+from shadowmesh_client.node.peers import now
+from shadowmesh_client.node.pump import Pump
+from shadowmesh_client.node.settings import TICK_SECONDS, NodeSettings
+
+log = logging.getLogger(__name__)
+
+OVERLAY_PREFIX = 10  # spec "Network Layer": the overlay is 100.64.0.0/10 (RFC 6598)
+
+
+async def first_sync(ds: DirectorySyncer, *, max_delay: float = 8.0) -> None:
+    """One successful sync round; with stored state a failure is only a warning, otherwise retry."""
+    delay = 0.25
+    while True:
+        try:
+            await ds.sync_once()
+            return
+        except ChainError as exc:
+            if ds.syncer.store.synced_block is not None:
+                log.warning("chain unreachable, starting from the stored directory: %s", exc)
+                return
+            log.warning("chain unreachable and no stored directory yet; retrying in %.1f s: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
+class Node:
+    """One device's mesh daemon. ``await Node(...).run(stop_event)``; see the module docstring."""
+
+    def __init__(self, identity, syncer, settings: NodeSettings, *, endpoint: str | None = None,
+                 protocol: ProtocolConfig | None = None) -> None:
+        self.identity = identity
+        self.syncer = syncer
+        self.settings = settings
+        self.endpoint = endpoint
+        d = syncer.directory
+        self.protocol = protocol or ProtocolConfig(NetworkBinding(d.chain_id, d.registry, d.network_id))
+        self.ds = DirectorySyncer(syncer, interval=settings.directory_interval)
+        self.manager: PeerManager | None = None
+        self.pump: Pump | None = None
+        self.server: LinkServer | None = None
+        self.tun = None
+        self.overlay: str | None = None
+        self.started_at = time.time()
+        self.ready_at: float | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks: list[asyncio.Task] = []
+        unsubscribe = None
+        try:
+            await first_sync(self.ds)
+            d = self.syncer.directory
+            me = d.peer_for_key(self.identity.public_key, now())
+            if me is None:
+                raise ConfigError(
+                    f"this device ({self.identity.public_key.hex()[:16]}..) is not an active, unexpired member of "
+                    f"network {d.network_id}: register it (`shadowmesh-client register`) or renew it")
+            self.overlay = str(me.overlay_address)
+            self.endpoint = self.endpoint or me.endpoint
+            s = self.settings
+            self.tun = open_tun(s.tun_name, mtu=s.mtu)
+            configure(self.tun.name, f"{self.overlay}/{OVERLAY_PREFIX}", mtu=s.mtu)
+            self.manager = m = PeerManager(self.identity, d, self.protocol, s, self.endpoint)
+            self.pump = Pump(self.tun, m.routes, m.peers, m.incoming, m.on_events)
+            m.pump = self.pump
+            m.refresh()
+            unsubscribe = d.subscribe(m.on_directory_change)
+            if s.listen and self.endpoint:
+                host, _, port = s.listen.rpartition(":")
+                cfg = ServerConfig(host=host, port=int(port), path=s.path or urlsplit(self.endpoint or "").path or "/",
+                                   tls_cert=s.tls_cert, tls_key=s.tls_key, limits=s.limits)
+                self.server = LinkServer(cfg, m.authenticate, m.on_server_link)
+                await self.server.start()
+            loop = asyncio.get_running_loop()
+            tasks = [loop.create_task(self.pump.run(), name="pump"),
+                     loop.create_task(self.ds.run(), name="directory"),
+                     loop.create_task(self._housekeeping(), name="tick")]
+            self.ready_at = time.time()
+            log.info("up: %s on %s (mtu %d), overlay %s, %d peer(s), %d relay(s)%s", self.identity.public_key.hex()[:16],
+                     self.tun.name, s.mtu, self.overlay, len(m.peers), len(m.relays),
+                     f", listening on {s.listen}" if s.listen else "")
+            self.write_status()
+            stopper = loop.create_task(stop.wait(), name="stop")
+            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            for t in done:
+                if t is not stopper and t.exception() is not None:
+                    raise t.exception()
+        finally:
+            await self._shutdown(tasks, unsubscribe)
+
+    async def _housekeeping(self) -> None:
+        n = 0
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            await self.manager.tick()
+            n += 1
+            if n % 2 == 0:
+                self.write_status()
+
+    async def _shutdown(self, tasks: list, unsubscribe) -> None:
+        log.info("shutting down")
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            try:
+                await t
+            except BaseException:  # noqa: BLE001 - already reported by run(); shutting down anyway
+                pass
+        if unsubscribe is not None:
+            unsubscribe()
+        if self.manager is not None:
+            try:
+                await asyncio.wait_for(self.manager.close(), 5.0)
+            except asyncio.TimeoutError:
+                log.warning("closing sessions took longer than 5 s; dropping the rest")
+        if self.server is not None:
+            await self.server.close()
+        if self.tun is not None:
+            self.tun.close()
+        self.syncer.store.close()
+        if self.settings.status_file:
+            self.write_status(stopped=True)
+
+    def status(self) -> dict:
+        out = {"public_key": self.identity.public_key.hex(), "overlay": self.overlay,
+               "tun": self.tun.name if self.tun is not None else None, "mtu": self.settings.mtu,
+               "started_at": self.started_at, "ready_at": self.ready_at, "pid": os.getpid(),
+               "listening": self.server.port if self.server is not None else None,
+               "directory": vars(self.syncer.status())}
+        if self.manager is not None:
+            out.update(self.manager.status())
+            out["counters"] = self.pump.counters()
+        return out
+
+    def write_status(self, stopped: bool = False) -> None:
+        path = self.settings.status_file
+        if not path:
+            return
+        data = self.status()
+        data["stopped"] = stopped
+        data["written_at"] = time.time()
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f, default=str)
+        os.replace(tmp, path)

@@ -1,0 +1,223 @@
+"""The `shadowmesh-client relay` daemon: a RelayServer whose door is the real protocol handshake.
+
+Spec "Data Plane" (relay fallback), "Security Architecture" (relay tier), issue 5 "Relay". Wiring only:
+
+* the directory (same syncer as a node, followed every second) decides who may connect: the hello in
+  the upgrade must be a HANDSHAKE_INIT from a key ``is_trusted`` in this network (checked before any
+  crypto), answered with this relay's registered key; anything else gets the decoy page;
+* the relay keeps one small Session per device (``sessions``), reused across reconnects so a
+  replayed hello (an old timestamp) is refused;
+* forwarding, per-device byte counters, rate limit and bounded queues are ``RelayServer``/``RelayCore``
+  (transport/relay_server.py, relay_core/): the relay only ever sees envelopes around ciphertext;
+* a device the directory stops trusting (revoked, suspended, expired) is disconnected (close code
+  4001) within a second or two of the block, and its hellos are refused from then on;
+* ``usage_totals()``: bytes and messages in/out per device since start (envelopes included), the figure
+  a payment receipt will be built from (next issue); also in the status file and, with
+  ``metrics_port``, as Prometheus counters ``shadowmesh_relay_device_bytes_total{device,direction}``.
+
+Restart-safe: nothing a device needs lives only here; devices reconnect with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from shadowmesh_client.errors import ConfigError, ProtocolError
+from shadowmesh_client.node.daemon import first_sync
+from shadowmesh_client.node.settings import LINK_MAX_MESSAGE_BYTES, node_link_limits
+from shadowmesh_client.protocol import FrameType, NetworkBinding, ProtocolConfig, Session, SessionState, peek_header
+from shadowmesh_client.relay_core import RelayConfig
+from shadowmesh_client.directory import DirectorySyncer
+from shadowmesh_client.transport import ServerConfig
+from shadowmesh_client.transport.relay_server import RelayServer
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 1.0
+"""Seconds between trust sweeps over connected devices and usage accounting rounds."""
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    listen: str = "0.0.0.0:443"
+    path: str | None = None            # secret path; default: the path of the published endpoint
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    rate_bytes_per_second: float | None = None   # per device ingress limit; None = unlimited
+    queue_max_bytes: int = 4 * LINK_MAX_MESSAGE_BYTES  # per destination; excess dropped and counted
+    status_file: str | None = None
+    metrics_port: int | None = None
+    directory_interval: float = 1.0
+
+
+class RelayDaemon:
+    def __init__(self, identity, syncer, settings: RelaySettings, *, endpoint: str | None = None) -> None:
+        self.identity = identity
+        self.syncer = syncer
+        self.settings = settings
+        self.endpoint = endpoint
+        d = syncer.directory
+        self.protocol = ProtocolConfig(NetworkBinding(d.chain_id, d.registry, d.network_id))
+        self.ds = DirectorySyncer(syncer, interval=settings.directory_interval)
+        self.sessions: dict[bytes, Session] = {}
+        self.totals: dict[bytes, list[int]] = {}   # key -> [bytes_in, messages_in, bytes_out, messages_out]
+        self.drops: dict[str, int] = {}
+        self.refused = 0
+        self.disconnected = 0
+        self.server: RelayServer | None = None
+        self.started_at = time.time()
+
+    def _trusted(self, key: bytes) -> bool:
+        return self.syncer.directory.is_trusted(key, time.time())
+
+    # ---- hooks ----------------------------------------------------------------------------------------
+    def authenticate(self, hello: bytes):
+        try:
+            header = peek_header(hello)
+        except ProtocolError:
+            self.refused += 1
+            return None
+        key = header.sender
+        if header.type is not FrameType.HANDSHAKE_INIT or key == self.identity.public_key or not self._trusted(key):
+            self.refused += 1
+            return None
+        s = self.sessions.get(key)
+        if s is None or s.state in (SessionState.CLOSED, SessionState.FAILED):
+            s = self.sessions[key] = Session(self.identity, key, self.protocol, self._trusted)
+        try:
+            received = s.open(hello, time.time())
+        except ProtocolError:
+            self.refused += 1
+            return None
+        return received.outgoing, key
+
+    def on_local(self, key: bytes, frame):
+        s = self.sessions.get(key)
+        if s is None:
+            return None
+        try:
+            return s.open(bytes(frame), time.time()).outgoing
+        except ProtocolError:
+            return None
+
+    def on_directory_change(self, change) -> None:
+        asyncio.get_running_loop().create_task(self.sweep())
+
+    async def sweep(self) -> None:
+        """Disconnect devices the directory no longer trusts; fold the core's counters into the totals."""
+        t = time.time()
+        d = self.syncer.directory
+        for key in {link.peer for link in list(self.server.links)}:
+            if not d.is_trusted(key, t):
+                self.sessions.pop(key, None)
+                if await self.server.disconnect(key):
+                    self.disconnected += 1
+                    log.info("device %s disconnected: no longer trusted by the directory", key.hex()[:8])
+        for key in [k for k in self.sessions if not d.is_trusted(k, t)]:
+            del self.sessions[key]
+        self._account()
+
+    def _account(self) -> None:
+        for key, u in self.server.core.take_usage().items():
+            tot = self.totals.setdefault(key, [0, 0, 0, 0])
+            tot[0] += u.bytes_in
+            tot[1] += u.messages_in
+            tot[2] += u.bytes_out
+            tot[3] += u.messages_out
+            for reason, n in u.dropped.items():
+                self.drops[reason.value] = self.drops.get(reason.value, 0) + n
+
+    def usage_totals(self) -> dict[str, dict[str, int]]:
+        """Per device (hex public key): bytes/messages in and out since start (for receipts)."""
+        return {k.hex(): {"bytes_in": v[0], "messages_in": v[1], "bytes_out": v[2], "messages_out": v[3]}
+                for k, v in self.totals.items()}
+
+    # ---- lifecycle ------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        await first_sync(self.ds)
+        d = self.syncer.directory
+        me = d.peer_for_key(self.identity.public_key, time.time())
+        if me is None or not me.relay:
+            raise ConfigError("this device is not registered as a relay in network "
+                              f"{d.network_id}: register it with `shadowmesh-client register --relay --endpoint URL`")
+        s = self.settings
+        host, _, port = s.listen.rpartition(":")
+        path = s.path or urlsplit(self.endpoint or me.endpoint or "").path or "/"
+        cfg = ServerConfig(host=host, port=int(port), path=path, tls_cert=s.tls_cert, tls_key=s.tls_key,
+                           limits=node_link_limits())
+        rcfg = RelayConfig(rate_bytes_per_second=s.rate_bytes_per_second, queue_max_bytes=s.queue_max_bytes,
+                           burst_bytes=max(1 << 20, 2 * LINK_MAX_MESSAGE_BYTES))
+        self.server = RelayServer(cfg, rcfg, self.authenticate, on_local=self.on_local)
+        unsubscribe = d.subscribe(self.on_directory_change)
+        loop = asyncio.get_running_loop()
+        tasks = []
+        try:
+            await self.server.start()
+            if s.metrics_port:
+                self._start_metrics(s.metrics_port)
+            tasks = [loop.create_task(self.ds.run()), loop.create_task(self._sweeper())]
+            log.info("relay %s listening on %s", self.identity.public_key.hex()[:16], s.listen)
+            self.write_status()
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            unsubscribe()
+            await self.server.close()
+            self._account()
+            self.write_status(stopped=True)
+            self.syncer.store.close()
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            await self.sweep()
+            self.write_status()
+
+    def status(self) -> dict:
+        return {"public_key": self.identity.public_key.hex(), "pid": os.getpid(), "started_at": self.started_at,
+                "port": self._port(),
+                "devices_connected": len(self.server.core) if self.server is not None else 0,
+                "usage": self.usage_totals(), "drops": self.drops, "refused": self.refused,
+                "disconnected": self.disconnected, "decoys_served": self.server.server.decoys_served if self.server else 0}
+
+    def _port(self) -> int | None:
+        try:
+            return self.server.port if self.server is not None else None
+        except (AssertionError, AttributeError, IndexError):
+            return None
+
+    def write_status(self, stopped: bool = False) -> None:
+        path = self.settings.status_file
+        if not path:
+            return
+        data = self.status()
+        data["stopped"] = stopped
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+
+    def _start_metrics(self, port: int) -> None:
+        from prometheus_client import start_http_server
+        from prometheus_client.core import REGISTRY, CounterMetricFamily
+
+        daemon = self
+
+        class _Collector:
+            def collect(self):
+                c = CounterMetricFamily("shadowmesh_relay_device_bytes", "Bytes relayed per device",
+                                        labels=["device", "direction"])
+                for key, v in daemon.totals.items():
+                    c.add_metric([key.hex(), "in"], v[0])
+                    c.add_metric([key.hex(), "out"], v[2])
+                yield c
+
+        REGISTRY.register(_Collector())
+        start_http_server(port)

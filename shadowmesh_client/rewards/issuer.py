@@ -1,0 +1,124 @@
+"""Device side: when to sign a receipt for a relay, and for how many bytes (docs/payments.md "Device").
+
+Pure: no I/O, no clock; every time-dependent call takes ``now`` (seconds, one monotonic clock chosen by the
+caller). One :class:`ReceiptIssuer` per (relay, channel); not thread- or task-safe.
+
+What a device counts for a relay ("billable bytes", the same metric as RelayCore's DeviceUsage
+``bytes_in + bytes_out``): the length of every WebSocket message the device sends to the relay, plus the
+length of every DELIVER message the relay sends it. LOCAL messages from the relay (acks) are not counted.
+
+Guarantee: the cumulative bytes in a receipt never exceed ``counted + tolerance_bytes``, where ``counted`` is
+the device's own count (plus a baseline it can prove it signed before, see :meth:`adopt`). The relay's own
+figure (carried in its acks) is used only to round the next receipt up within that tolerance, so in-flight
+data the relay has already counted does not look unreceipted to it forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shadowmesh_client.rewards.errors import PaymentConfigError, ReceiptError
+from shadowmesh_client.rewards.receipts import Receipt, ReceiptDomain, SignedReceipt, sign_receipt
+
+MB = 1_000_000  # bytes
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    """``every_bytes``: sign once this many new bytes are counted (default 1 MB); ``every_seconds``: or once
+    this long has passed with any new bytes (default 10 s); ``tolerance_bytes``: how far above its own count
+    the device will follow the relay's count (in-flight data, default 256 KiB); ``max_price_per_byte``: the
+    highest price the device accepts, SMT base units per byte (written into every receipt)."""
+
+    every_bytes: int = 1 * MB
+    every_seconds: float = 10.0
+    tolerance_bytes: int = 256 * 1024
+    max_price_per_byte: int = 10**9
+
+    def __post_init__(self) -> None:
+        if self.every_bytes <= 0:
+            raise PaymentConfigError("payments.every_bytes must be a positive number of bytes")
+        if self.every_seconds <= 0:
+            raise PaymentConfigError("payments.every_seconds must be positive (seconds)")
+        if self.tolerance_bytes < 0:
+            raise PaymentConfigError("payments.tolerance_bytes must be >= 0")
+        if self.max_price_per_byte <= 0:
+            raise PaymentConfigError("payments.max_price_per_byte must be > 0 (SMT base units per byte)")
+
+
+class ReceiptIssuer:
+    """Signs cumulative receipts for one (payer, device, relay) channel from the device's own byte counts."""
+
+    def __init__(self, config: IssuerConfig, domain: ReceiptDomain, account, payer: str, device_id: bytes,
+                 relay: str, *, baseline: int = 0, now: float = 0.0) -> None:
+        self.config = config
+        self.domain = domain
+        self._account = account  # eth-account LocalAccount: payer or a signer authorised with setReceiptSigner
+        self._template = Receipt(payer, device_id, relay, 0, config.max_price_per_byte)
+        self.counted = baseline          # bytes this device counted for the relay, cumulative
+        self.signed = baseline           # cumulative bytes of the last receipt signed (0: none)
+        self.acked = 0                   # cumulative bytes the relay acknowledged storing
+        self.relay_counted = 0           # the relay's own figure from its last ack (untrusted)
+        self._signed_at = now
+        self.last: SignedReceipt | None = None
+
+    @property
+    def channel(self) -> Receipt:
+        return self._template
+
+    def record(self, nbytes: int) -> None:
+        """Add ``nbytes`` billable bytes (see module docstring) to the device's own count."""
+        if nbytes < 0:
+            raise ValueError("byte counts only grow")
+        self.counted += nbytes
+
+    def limit(self) -> int:
+        """The most this device will sign for now: its own count plus the tolerance."""
+        return self.counted + self.config.tolerance_bytes
+
+    def target(self) -> int:
+        """What the next receipt would state: the own count, rounded up towards the relay's figure but never
+        above :meth:`limit`, and never below what was already signed."""
+        want = max(self.counted, min(self.relay_counted, self.limit()))
+        return max(want, self.signed)
+
+    def due(self, now: float) -> bool:
+        new = self.target() - self.signed
+        if new <= 0:
+            return False
+        return new >= self.config.every_bytes or now - self._signed_at >= self.config.every_seconds
+
+    def poll(self, now: float, *, force: bool = False) -> SignedReceipt | None:
+        """A new signed receipt if one is due (or ``force`` and there is anything new), else None."""
+        if not (self.due(now) or (force and self.target() > self.signed)):
+            return None
+        cumulative = self.target()
+        assert cumulative <= self.limit()  # the guarantee of this module
+        signed = sign_receipt(self.domain, Receipt(self._template.payer, self._template.device_id,
+                                                   self._template.relay, cumulative,
+                                                   self._template.max_price_per_byte), self._account)
+        self.signed, self._signed_at, self.last = cumulative, now, signed
+        return signed
+
+    def on_ack(self, cumulative: int, relay_counted: int) -> None:
+        """The relay stored our receipt up to ``cumulative`` and counts ``relay_counted`` bytes for us."""
+        if cumulative <= self.signed:
+            self.acked = max(self.acked, cumulative)
+        self.relay_counted = max(self.relay_counted, relay_counted)
+
+    def adopt(self, stored: SignedReceipt) -> bool:
+        """Resume after a restart from the latest receipt the relay holds for this channel: accepted only if
+        it is for this channel and domain and WE signed it, so the baseline is a figure we signed before.
+        Returns whether it was adopted (a higher baseline than ours)."""
+        rc = stored.receipt
+        t = self._template
+        if (rc.payer, rc.device_id, rc.relay) != (t.payer, t.device_id, t.relay):
+            raise ReceiptError("the relay's stored receipt is for another channel: ignored")
+        if stored.recover(self.domain) != self._account.address:
+            raise ReceiptError("the relay's stored receipt is not signed by this device's signer: ignored")
+        self.acked = max(self.acked, rc.cumulative_bytes)
+        if rc.cumulative_bytes <= self.signed:
+            return False
+        self.counted = max(self.counted, rc.cumulative_bytes)
+        self.signed = rc.cumulative_bytes
+        return True

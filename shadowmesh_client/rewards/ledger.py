@@ -1,0 +1,216 @@
+"""Relay side: verify receipts and keep the latest one per (payer, device) durably (docs/payments.md "Relay").
+
+:class:`ReceiptLedger` is a SQLite file (WAL, ``synchronous=FULL``). :meth:`ReceiptLedger.accept` returns
+only after the transaction that stores the receipt has committed, so an ack sent after it returns survives a
+crash of the relay process or the machine at any later point (tests/client/payments/test_ledger_crash.py
+kills a process with SIGKILL right after its ack). The same file holds, per channel, the bytes the relay
+counted itself (:meth:`add_counted`) and the bytes the chain has paid (:meth:`set_paid`, after claims).
+
+Checks made before storing (each failure is a :class:`ReceiptRejected` with its ``RejectReason``):
+  * the receipt names this relay's address;
+  * its signature, over the EIP-712 digest of THIS chain id and token contract, recovers to the payer or to
+    a signer the payer authorised (``is_signer(payer, signer)``, an on-chain view call, cached for
+    ``signer_cache_seconds``; a receipt for another chain or contract recovers to a random address);
+  * ``maxPricePerByte`` is at least the relay's price (else the relay would be paid less than advertised);
+  * cumulative bytes above the stored receipt's (equal: already stored, acknowledged again; lower: stale);
+  * cumulative bytes at most what the relay counted for the channel + ``tolerance_bytes``.
+
+Not thread-safe: one ledger object per thread/process; several processes may open the same file (WAL; the
+claim command reads it while the relay daemon writes).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from eth_utils import to_checksum_address
+
+from shadowmesh_client.rewards.errors import PaymentError, ReceiptRejected
+from shadowmesh_client.rewards.messages import RejectReason
+from shadowmesh_client.rewards.receipts import Receipt, ReceiptDomain, SignedReceipt
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS channels (
+    payer TEXT NOT NULL, device_id BLOB NOT NULL,
+    cumulative TEXT NOT NULL DEFAULT '0', max_price TEXT, r BLOB, vs BLOB, signer TEXT, stored_at REAL,
+    counted TEXT NOT NULL DEFAULT '0', paid TEXT NOT NULL DEFAULT '0',
+    PRIMARY KEY (payer, device_id));
+"""
+
+
+class SignerCache:
+    """Caches ``is_signer(payer, signer) -> bool`` answers (positive and negative) for ``ttl`` seconds."""
+
+    def __init__(self, is_signer: Callable[[str, str], bool], ttl: float = 300.0) -> None:
+        self._check = is_signer
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[bool, float]] = {}
+        self.lookups = 0
+
+    def __call__(self, payer: str, signer: str, now: float) -> bool:
+        if signer == payer:
+            return True
+        hit = self._cache.get((payer, signer))
+        if hit is not None and now - hit[1] < self.ttl:
+            return hit[0]
+        self.lookups += 1
+        answer = bool(self._check(payer, signer))
+        self._cache[(payer, signer)] = (answer, now)
+        return answer
+
+
+@dataclass(frozen=True)
+class ChannelRecord:
+    payer: str
+    device_id: bytes
+    latest: SignedReceipt | None   # the latest stored receipt (None: counted bytes but no receipt yet)
+    counted: int                   # bytes the relay counted itself
+    paid: int                      # bytes paid on chain as last seen by this relay
+
+    @property
+    def receipted(self) -> int:
+        return self.latest.receipt.cumulative_bytes if self.latest else 0
+
+
+class ReceiptLedger:
+    def __init__(self, path: str | os.PathLike, domain: ReceiptDomain, relay: str,
+                 is_signer: Callable[[str, str, float], bool] | None = None, *, tolerance_bytes: int = 256 * 1024,
+                 price_per_byte: int = 0) -> None:
+        """``is_signer(payer, signer, now)``: e.g. a :class:`SignerCache` around the token's isReceiptSigner;
+        None accepts only receipts signed by the payer itself."""
+        self.path = Path(path)
+        self.domain = domain
+        self.relay = to_checksum_address(relay)
+        self._is_signer = is_signer or (lambda payer, signer, now: payer == signer)
+        self.tolerance_bytes = tolerance_bytes
+        self.price_per_byte = price_per_byte
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise PaymentError(f"cannot open the receipt ledger {self.path}: {exc}") from None
+        self._check_identity()
+
+    def _check_identity(self) -> None:
+        want = {"chain_id": str(self.domain.chain_id), "contract": self.domain.contract, "relay": self.relay}
+        with self._tx():
+            rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            if not rows:
+                self._db.executemany("INSERT INTO meta VALUES (?, ?)", list(want.items()))
+                return
+        for key, value in want.items():
+            if rows.get(key) != value:
+                raise PaymentError(
+                    f"the receipt ledger {self.path} belongs to {key} {rows.get(key)}, not {value}: "
+                    "use another state_dir for another chain, token or relay account")
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self):
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type, exc, tb):
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            return False
+
+    def _tx(self) -> "_Tx":
+        return ReceiptLedger._Tx(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------------ reads
+    def _row_to_record(self, row) -> ChannelRecord:
+        payer, device, cum, price, r, vs, _signer, counted, paid = row
+        latest = None
+        if r is not None:
+            latest = SignedReceipt(Receipt(payer, bytes(device), self.relay, int(cum), int(price)), r, vs)
+        return ChannelRecord(payer, bytes(device), latest, int(counted), int(paid))
+
+    _COLUMNS = "payer, device_id, cumulative, max_price, r, vs, signer, counted, paid"
+
+    def channel(self, payer: str, device_id: bytes) -> ChannelRecord:
+        payer = to_checksum_address(payer)
+        row = self._db.execute(f"SELECT {self._COLUMNS} FROM channels WHERE payer=? AND device_id=?",
+                               (payer, bytes(device_id))).fetchone()
+        return self._row_to_record(row) if row else ChannelRecord(payer, bytes(device_id), None, 0, 0)
+
+    def channels(self) -> Iterator[ChannelRecord]:
+        for row in self._db.execute(f"SELECT {self._COLUMNS} FROM channels ORDER BY payer, device_id").fetchall():
+            yield self._row_to_record(row)
+
+    def latest(self, payer: str, device_id: bytes) -> SignedReceipt | None:
+        return self.channel(payer, device_id).latest
+
+    # ------------------------------------------------------------------ writes (each one commits)
+    def add_counted(self, payer: str, device_id: bytes, nbytes: int) -> int:
+        """Add bytes the relay counted for this channel; returns the new total."""
+        payer = to_checksum_address(payer)
+        with self._tx() as db:
+            row = db.execute("SELECT counted FROM channels WHERE payer=? AND device_id=?",
+                             (payer, bytes(device_id))).fetchone()
+            total = (int(row[0]) if row else 0) + nbytes
+            db.execute("INSERT INTO channels (payer, device_id, counted) VALUES (?, ?, ?) ON CONFLICT "
+                       "(payer, device_id) DO UPDATE SET counted=excluded.counted", (payer, bytes(device_id), str(total)))
+        return total
+
+    def set_paid(self, payer: str, device_id: bytes, paid_bytes: int) -> None:
+        """Record the chain's paidBytes for the channel (never lowers it)."""
+        payer = to_checksum_address(payer)
+        with self._tx() as db:
+            row = db.execute("SELECT paid FROM channels WHERE payer=? AND device_id=?",
+                             (payer, bytes(device_id))).fetchone()
+            if row is None:
+                db.execute("INSERT INTO channels (payer, device_id, paid) VALUES (?, ?, ?)",
+                           (payer, bytes(device_id), str(paid_bytes)))
+            elif paid_bytes > int(row[0]):
+                db.execute("UPDATE channels SET paid=? WHERE payer=? AND device_id=?",
+                           (str(paid_bytes), payer, bytes(device_id)))
+
+    def accept(self, signed: SignedReceipt, now: float | None = None) -> int:
+        """Verify and durably store ``signed``; return the stored cumulative bytes (ack only after this
+        returns). Raises ReceiptRejected (with ``reason``) and stores nothing if a check fails."""
+        now = time.time() if now is None else now
+        rc = signed.receipt
+        if rc.relay != self.relay:
+            raise ReceiptRejected(f"receipt is for relay {rc.relay}, this relay is {self.relay}",
+                                  RejectReason.WRONG_RELAY)
+        if rc.max_price_per_byte < self.price_per_byte:
+            raise ReceiptRejected(f"receipt accepts at most {rc.max_price_per_byte} per byte; this relay charges "
+                                  f"{self.price_per_byte}", RejectReason.PRICE_TOO_LOW)
+        signer = signed.recover(self.domain)  # ReceiptError if not a signature at all
+        if signer != rc.payer and not self._is_signer(rc.payer, signer, now):
+            raise ReceiptRejected(f"receipt signed by {signer}, who is neither payer {rc.payer} nor a signer it "
+                                  "authorised (or it is for another chain or contract)", RejectReason.BAD_SIGNATURE)
+        with self._tx() as db:
+            row = db.execute("SELECT cumulative, counted FROM channels WHERE payer=? AND device_id=?",
+                             (rc.payer, rc.device_id)).fetchone()
+            stored, counted = (int(row[0]), int(row[1])) if row else (0, 0)
+            if rc.cumulative_bytes == stored and stored > 0:
+                return stored  # the same figure again (e.g. a resent receipt): already durable
+            if rc.cumulative_bytes <= stored:
+                raise ReceiptRejected(f"receipt for {rc.cumulative_bytes} bytes is not above the stored "
+                                      f"{stored}", RejectReason.STALE)
+            if rc.cumulative_bytes > counted + self.tolerance_bytes:
+                raise ReceiptRejected(f"receipt for {rc.cumulative_bytes} bytes exceeds the {counted} this relay "
+                                      f"counted + {self.tolerance_bytes} tolerance", RejectReason.OVER_COUNT)
+            db.execute(
+                "INSERT INTO channels (payer, device_id, cumulative, max_price, r, vs, signer, stored_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (payer, device_id) DO UPDATE SET "
+                "cumulative=excluded.cumulative, max_price=excluded.max_price, r=excluded.r, vs=excluded.vs, "
+                "signer=excluded.signer, stored_at=excluded.stored_at",
+                (rc.payer, rc.device_id, str(rc.cumulative_bytes), str(rc.max_price_per_byte), signed.r,
+                 signed.vs, signer, now))
+        return rc.cumulative_bytes  # committed (synchronous=FULL: on disk)

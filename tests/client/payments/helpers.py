@@ -1,0 +1,43 @@
+"""Shared set-up for payment tests: a funded payer with a deposit, a relay with a price, a ledger."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from shadowmesh_client.rewards.ledger import ReceiptLedger, SignerCache
+from shadowmesh_client.rewards.receipts import Receipt, sign_receipt
+
+
+@dataclass
+class Parties:
+    payer: object
+    relay: object
+    device_id: bytes
+    price: int
+    deposit: int
+
+
+def setup_parties(env, *, deposit: int, price: int, wallet: int | None = None) -> Parties:
+    payer = env.new_account(smt=wallet if wallet is not None else deposit)
+    relay = env.new_account()
+    env.chain.transact(payer, env.token.functions.deposit(deposit))
+    env.chain.transact(relay, env.token.functions.setRelayPrice(price))
+    return Parties(payer, relay, os.urandom(32), price, deposit)
+
+
+def open_ledger(env, path: Path, relay: str, **kw) -> ReceiptLedger:
+    token = env.token
+    cache = SignerCache(lambda payer, signer: token.functions.isReceiptSigner(payer, signer).call())
+    return ReceiptLedger(path, env.chain.domain, relay, cache, **kw)
+
+
+def signed(env, p: Parties, cumulative: int, *, signer=None, device_id: bytes | None = None, max_price: int | None = None):
+    rc = Receipt(p.payer.address, device_id or p.device_id, p.relay.address, cumulative,
+                 max_price if max_price is not None else p.price)
+    return sign_receipt(env.chain.domain, rc, signer or p.payer)
+
+
+def token_balance(env, address: str) -> int:
+    return env.token.functions.balanceOf(address).call()
