@@ -104,8 +104,8 @@ _MESSAGES = {
         f"{a[1]} is neither the owner of device {_h(a[0])} nor the admin of its network"
     ),
     "DeviceRegistryAlreadyRegistered": lambda a: (
-        f"this key is already registered in this network by this owner (device {_h(a[0])}); "
-        "a revoked registration is final: use a new device key"
+        f"this key is already registered in this network by this owner (device {_h(a[0])}): "
+        "see `status`; if it was revoked, revocation is final: register a new device key"
     ),
     "DeviceRegistryInvalidProofLength": lambda a: f"the proof of possession must be 64 bytes, got {a[0]}",
     "DeviceRegistryInvalidPublicKey": lambda a: "the device public key must not be zero",

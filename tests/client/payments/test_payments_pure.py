@@ -1,0 +1,213 @@
+"""Pure logic of payments: the device's issuer, the credit policy, control messages, and the device <->
+relay hooks wired together in memory (real SQLite ledger in a temp dir; no chain, no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+
+from shadowmesh_client.rewards import (
+    ChannelFigures,
+    CreditConfig,
+    CreditPolicy,
+    DevicePayments,
+    IssuerConfig,
+    ReceiptDomain,
+    ReceiptIssuer,
+    ReceiptLedger,
+    RelayPayments,
+)
+from shadowmesh_client.rewards.errors import ControlMessageError, PaymentConfigError, ReceiptError
+from shadowmesh_client.rewards.messages import (
+    AckMessage,
+    Kind,
+    ReceiptMessage,
+    RejectReason,
+    decode,
+    is_control,
+)
+from shadowmesh_client.rewards.receipts import Receipt, SignedReceipt, sign_receipt
+
+DOMAIN = ReceiptDomain(31337, "0x" + "11" * 20)
+RELAY = "0x" + "22" * 20
+DEVICE = bytes(range(32))
+KEY = Account.from_key("0x" + "01" * 32)
+
+
+def issuer(**cfg) -> ReceiptIssuer:
+    cfg = {"every_bytes": 1000, "every_seconds": 10.0, "tolerance_bytes": 50, "max_price_per_byte": 5, **cfg}
+    return ReceiptIssuer(IssuerConfig(**cfg), DOMAIN, KEY, KEY.address, DEVICE, RELAY)
+
+
+# ------------------------------------------------------------------ issuer
+
+
+def test_issuer_signs_every_n_bytes_for_exactly_what_it_counted():
+    i = issuer()
+    i.record(999)
+    assert i.poll(1.0) is None
+    i.record(1)
+    s = i.poll(1.0)
+    assert s.receipt.cumulative_bytes == 1000 and s.recover(DOMAIN) == KEY.address
+    assert s.receipt.max_price_per_byte == 5 and s.receipt.relay == RELAY
+    assert i.poll(1.0) is None  # nothing new
+
+
+def test_issuer_signs_after_t_seconds_only_if_there_is_something_new():
+    i = issuer()
+    assert i.poll(100.0) is None
+    i.record(10)
+    assert i.poll(9.0) is None
+    assert i.poll(10.0).receipt.cumulative_bytes == 10
+    assert i.poll(50.0) is None
+
+
+def test_issuer_follows_relay_count_only_within_tolerance():
+    i = issuer()
+    i.record(1000)
+    i.poll(0.0)
+    i.on_ack(1000, relay_counted=10**9)  # a greedy relay claims it carried far more
+    i.record(1000)
+    s = i.poll(0.0)
+    assert s.receipt.cumulative_bytes == 2000 + 50  # own count + tolerance, never more
+    i.on_ack(2050, relay_counted=2030)
+    i.record(1000)
+    assert i.poll(0.0).receipt.cumulative_bytes == 3000  # relay figure below own count: own count
+    assert i.signed <= i.limit()
+
+
+def test_issuer_adopts_only_its_own_stored_receipt():
+    i = issuer()
+    mine = sign_receipt(DOMAIN, Receipt(KEY.address, DEVICE, RELAY, 5000, 5), KEY)
+    assert i.adopt(mine) and i.counted == 5000 and i.signed == 5000
+    i.record(1000)
+    assert i.poll(0.0).receipt.cumulative_bytes == 6000
+    stranger = Account.create()
+    forged = sign_receipt(DOMAIN, Receipt(KEY.address, DEVICE, RELAY, 10**9, 5), stranger)
+    with pytest.raises(ReceiptError, match="not signed by this device"):
+        i.adopt(forged)
+    with pytest.raises(ReceiptError, match="another channel"):
+        i.adopt(sign_receipt(DOMAIN, Receipt(KEY.address, DEVICE, "0x" + "33" * 20, 10, 5), KEY))
+    assert i.counted == 6000
+
+
+@pytest.mark.parametrize("bad", [{"every_bytes": 0}, {"every_seconds": 0}, {"tolerance_bytes": -1},
+                                 {"max_price_per_byte": 0}])
+def test_issuer_config_errors_name_the_setting(bad):
+    with pytest.raises(PaymentConfigError, match="payments."):
+        IssuerConfig(**bad)
+
+
+# ------------------------------------------------------------------ credit
+
+
+def test_credit_cuts_off_past_credit_and_resumes_below_resume_threshold():
+    policy = CreditPolicy(CreditConfig(credit_bytes=1000, resume_bytes=400))
+    fig = ChannelFigures(counted=1000, receipted=0, paid=0, escrow=10**6, price=1)
+    assert policy.decide("d", fig).allowed
+    fig.counted = 1001
+    assert policy.decide("d", fig).reason == "credit exceeded"
+    fig.receipted = 500  # caught up partly: 501 unreceipted > resume threshold 400
+    assert not policy.decide("d", fig).allowed
+    fig.receipted = 601
+    assert policy.decide("d", fig).allowed
+
+
+def test_credit_stops_when_deposit_exhausted():
+    policy = CreditPolicy(CreditConfig(credit_bytes=1000))
+    fig = ChannelFigures(counted=100, receipted=100, paid=0, escrow=100 * 3, price=3)
+    assert policy.decide("d", fig).reason == "deposit exhausted"  # nothing left for one more byte
+    fig.escrow += 3
+    assert policy.decide("d", fig).allowed
+    fig.paid, fig.escrow = 100, 0  # claimed, escrow empty
+    assert policy.decide("d", fig).reason == "deposit exhausted"
+
+
+# ------------------------------------------------------------------ control messages
+
+
+def test_control_messages_round_trip_and_pinned_bytes():
+    s = sign_receipt(DOMAIN, Receipt(KEY.address, DEVICE, RELAY, 123456, 5), KEY)
+    wire = ReceiptMessage(s).encode()
+    assert len(wire) == 203 and wire[:3] == b"\xfa\x01\x01" and is_control(wire)
+    assert wire[3:23] == bytes.fromhex(KEY.address[2:]) and wire[23:55] == DEVICE
+    assert wire[75:107] == (123456).to_bytes(32, "big")
+    back = decode(wire)
+    assert back.signed == s and back.kind is Kind.RECEIPT
+    ack = AckMessage(KEY.address, DEVICE, 123456, 200000, RejectReason.STALE)
+    wire = ack.encode()
+    assert len(wire) == 96 and wire[:3] == b"\xfa\x01\x02" and wire[-1] == 3
+    assert decode(wire) == ack
+    state = ReceiptMessage(s, Kind.RECEIPT_STATE).encode()
+    assert state[2] == 3 and decode(state).kind is Kind.RECEIPT_STATE
+
+
+@pytest.mark.parametrize("wire", [b"", b"\xfa", b"\xfa\x02\x01" + bytes(200), b"\xfa\x01\x09", b"\xfb\x01\x01",
+                                  b"\xfa\x01\x01" + bytes(199), b"\xfa\x01\x02" + bytes(94),
+                                  b"\xfa\x01\x02" + bytes(92) + b"\x63"])
+def test_control_message_errors(wire):
+    with pytest.raises(ControlMessageError):
+        decode(wire)
+
+
+def test_protocol_frames_are_not_control_messages():
+    assert not is_control(bytes([0x11]) + bytes(63))
+
+
+# ------------------------------------------------------------------ hooks wired together
+
+
+def test_device_and_relay_hooks_exchange_receipts_and_credit_resumes(tmp_path):
+    device_key, relay_key = b"D" * 32, b"R" * 32
+    ledger = ReceiptLedger(tmp_path / "r.sqlite", DOMAIN, RELAY, tolerance_bytes=100, price_per_byte=5)
+    relay = RelayPayments(ledger, CreditPolicy(CreditConfig(credit_bytes=3000, resume_bytes=1000)),
+                          lambda k: (KEY.address, DEVICE) if k == device_key else None, lambda payer: 10**12, 5)
+    device = DevicePayments(DOMAIN, KEY, KEY.address, DEVICE,
+                            IssuerConfig(every_bytes=2000, every_seconds=60, tolerance_bytes=100, max_price_per_byte=5))
+    device.add_relay(relay_key, RELAY)
+
+    def traffic(n, now):
+        relay.on_usage(device_key, n, now)
+        out = device.on_usage(relay_key, n, now)
+        for _, payload in out:
+            for ack in relay.on_control(device_key, payload, now):
+                device.on_control(relay_key, ack, now)
+        return out
+
+    assert traffic(1500, 1.0) == []
+    assert relay.allowed(device_key, 1.0)
+    assert len(traffic(1500, 2.0)) == 1  # 3000 >= every 2000: signed and acked
+    assert ledger.latest(KEY.address, DEVICE).receipt.cumulative_bytes == 3000
+    assert device.issuers[relay_key].acked == 3000
+
+    # The device stops signing (e.g. a broken or malicious client): cut off past the credit.
+    relay.on_usage(device_key, 3001, 3.0)
+    assert relay.decision(device_key, 3.0).reason == "credit exceeded"
+    # It catches up: one receipt for what it counted brings it back.
+    device.issuers[relay_key].record(3001)
+    for _, payload in device.poll(100.0):
+        relay.on_control(device_key, payload, 100.0)
+    assert relay.allowed(device_key, 100.0)
+
+    # A restarted device resumes from the relay's stored receipt, which it verifies is its own.
+    fresh = DevicePayments(DOMAIN, KEY, KEY.address, DEVICE, device.config)
+    fresh.add_relay(relay_key, RELAY)
+    for payload in relay.on_connect(device_key):
+        fresh.on_control(relay_key, payload, 0.0)
+    assert fresh.issuers[relay_key].signed == 6001
+
+    # A device may not send receipts for another payer/device.
+    other = sign_receipt(DOMAIN, Receipt(KEY.address, bytes(32), RELAY, 10, 5), KEY)
+    ack = decode(relay.on_control(device_key, ReceiptMessage(other).encode(), 0.0)[0])
+    assert ack.status is RejectReason.UNKNOWN_DEVICE
+    assert not relay.allowed(b"?" * 32, 0.0)
+
+
+def test_signed_receipt_rejects_bad_signature_parts():
+    rc = Receipt(KEY.address, DEVICE, RELAY, 1, 1)
+    with pytest.raises(ReceiptError):
+        SignedReceipt(rc, b"\x00" * 31, b"\x00" * 32)
+    with pytest.raises(ReceiptError, match="not a valid secp256k1"):
+        SignedReceipt(rc, b"\x00" * 32, b"\x00" * 32).recover(DOMAIN)
+    with pytest.raises(ReceiptError, match="device id"):
+        Receipt(KEY.address, b"short", RELAY, 1, 1)
