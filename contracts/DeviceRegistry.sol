@@ -25,6 +25,10 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
     /// @notice Longest endpoint URL accepted, bytes.
     uint256 public constant MAX_ENDPOINT_LENGTH = 256;
 
+    /// @notice Longest network name accepted, bytes. Every client downloads every NetworkCreated log during a
+    /// directory sync, so an unbounded name would let anyone bloat everyone's sync for the price of calldata.
+    uint256 public constant MAX_NAME_LENGTH = 64;
+
     /// @notice Length of an Ed25519 signature, bytes.
     uint256 private constant _PROOF_LENGTH = 64;
 
@@ -75,6 +79,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
         returns (uint64 networkId)
     {
         if (registrationPeriod == 0) revert DeviceRegistryInvalidPeriod(registrationPeriod);
+        if (bytes(name).length > MAX_NAME_LENGTH) revert DeviceRegistryNameTooLong(bytes(name).length, MAX_NAME_LENGTH);
         networkId = ++_networkCount;
         _networks[networkId] = Network({
             admin: msg.sender,

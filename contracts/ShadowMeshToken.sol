@@ -23,6 +23,10 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
         "Receipt(address payer,bytes32 deviceId,address relay,uint256 cumulativeBytes,uint256 maxPricePerByte)"
     );
 
+    /// @dev Longest withdrawal notice accepted by the constructor: 365 days. Bounds `now + delay` far below
+    /// 2**64 (an unbounded delay would make `requestWithdrawal` overflow and lock every escrow for good).
+    uint64 private constant _MAX_WITHDRAWAL_DELAY = 365 days;
+
     uint64 private immutable _withdrawalDelay;
 
     uint256 private _rewardRatePerByte;
@@ -34,9 +38,12 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
     mapping(bytes32 channel => uint256) private _paidBytes;
 
     /// @param admin receives DEFAULT_ADMIN_ROLE, MINTER_ROLE and REWARDER_ROLE
-    /// @param withdrawalDelay_ notice period of escrow withdrawals, seconds
+    /// @param withdrawalDelay_ notice period of escrow withdrawals, seconds: 1 to 365 days' worth
     constructor(address admin, uint64 withdrawalDelay_) ERC20("ShadowMesh", "SMT") ERC20Permit("ShadowMesh") {
         if (admin == address(0)) revert ShadowMeshTokenZeroAddress();
+        if (withdrawalDelay_ == 0 || withdrawalDelay_ > _MAX_WITHDRAWAL_DELAY) {
+            revert ShadowMeshTokenInvalidDelay(withdrawalDelay_, _MAX_WITHDRAWAL_DELAY);
+        }
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(MINTER_ROLE, admin);
         _grantRole(REWARDER_ROLE, admin);
@@ -230,15 +237,31 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
         address payer = receipt.payer;
         bytes32 digest =
             receiptDigest(payer, receipt.deviceId, relay, receipt.cumulativeBytes, receipt.maxPricePerByte);
-        // Malleability does not matter here (a receipt is identified by its content, not its signature), so the
-        // precompile is called directly instead of ECDSA.recover. An invalid signature recovers to zero or to an
-        // unrelated address: an unrelated address fails the check below; zero passes it only when payer is zero
-        // too (nobody can authorise the zero signer), and the zero payer has no escrow: EscrowEmpty follows.
-        bytes32 vs = receipt.vs;
-        uint8 v = uint8(uint256(vs) >> 255) + 27;
-        bytes32 s = vs & bytes32(0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff);
-        address signer = ecrecover(digest, v, receipt.r, s);
-        if (signer != payer && !_receiptSigners[payer][signer]) revert ShadowMeshTokenInvalidSigner(signer, payer);
+        // Malleability does not matter here (a receipt is identified by its content, not its signature: the
+        // high-s twin of a paid receipt is stale, StaleReceipt), so the precompile is called directly instead of
+        // ECDSA.recover. An invalid signature recovers to zero or to an unrelated address; both are refused here
+        // (zero explicitly, so a receipt "from" the zero payer can never pass the signer check).
+        address signer = _recover(digest, receipt.r, receipt.vs);
+        if (signer == address(0) || (signer != payer && !_receiptSigners[payer][signer])) {
+            revert ShadowMeshTokenInvalidSigner(signer, payer);
+        }
+    }
+
+    /// @dev ecrecover of an EIP-2098 compact signature (v = 27 + top bit of vs, s = vs without it), calling the
+    /// precompile from assembly: no checked uint8 addition, no memory allocation (the four words go above the
+    /// free-memory pointer, which does not move). Returns zero for an invalid signature (the precompile then
+    /// returns nothing and the zeroed scratch word stays zero) or if the call fails.
+    function _recover(bytes32 digest, bytes32 r, bytes32 vs) private view returns (address signer) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, digest)
+            mstore(add(ptr, 0x20), add(shr(255, vs), 27))
+            mstore(add(ptr, 0x40), r)
+            mstore(add(ptr, 0x60), and(vs, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff))
+            mstore(0x00, 0)
+            pop(staticcall(gas(), 0x01, ptr, 0x80, 0x00, 0x20))
+            signer := mload(0x00)
+        }
     }
 
     /// @dev keccak256(abi.encode(payer, deviceId, relay)), hashed in scratch/free memory like _receiptStructHash.

@@ -24,6 +24,7 @@ import click
 
 RECORD_SCHEMA = 1
 DEFAULT_WITHDRAWAL_DELAY = 86_400  # seconds: one day of notice before escrow withdrawals
+MAX_WITHDRAWAL_DELAY = 365 * 86_400  # seconds: the token constructor refuses more (ShadowMeshTokenInvalidDelay)
 LOCAL_NETWORKS = ("local",)
 
 
@@ -124,7 +125,8 @@ def write_record(record: dict, path: Path) -> None:
 @click.option("--registration-fee", default=0, show_default=True, type=click.IntRange(min=0),
               help="Registration/renewal fee in wei.")
 @click.option("--withdrawal-delay", default=DEFAULT_WITHDRAWAL_DELAY, show_default=True,
-              type=click.IntRange(min=0, max=2**64 - 1), help="Escrow withdrawal notice, seconds.")
+              type=click.IntRange(min=1, max=MAX_WITHDRAWAL_DELAY),
+              help="Escrow withdrawal notice, seconds (1 s to 365 days).")
 @click.option("--output", default=None, type=click.Path(dir_okay=False),
               help="Where to write the record. Default: deployments/<ecosystem>-<network>.json.")
 @click.option("--yes", is_flag=True, help="Do not ask before sending on a live network.")

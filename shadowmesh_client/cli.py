@@ -29,7 +29,7 @@ from shadowmesh_client.errors import ChainError, ConfigError
 @click.version_option(package_name="shadowmesh-client")
 @click.pass_context
 def main(ctx: click.Context, config_path, passphrase_file, owner_password_file) -> None:
-    """ShadowMesh client: device identity, on-chain registration and the peer directory."""
+    """ShadowMesh client: device identity, on-chain registration, the peer directory, the mesh and relay payments."""
     ctx.obj = State(config_path, passphrase_file, owner_password_file)
 
 
@@ -239,9 +239,13 @@ def _check_chain(syncer, chain_id: int) -> None:
         raise ChainError(f"wrong chain: {syncer.reader.rpc.url} is chain {got} but the config is for chain {chain_id}")
 
 
-from shadowmesh_client import cli_network  # noqa: E402  (registers the `network` and `account` groups)
+# The other command families, each in its own module: network admin and owner accounts; the mesh daemons
+# (`up`, `relay`); relay payments (`deposit`, `withdraw`, `balance`, `claim`, `earnings`, ...).
+from shadowmesh_client import cli_mesh, cli_network, cli_payments  # noqa: E402
 
 cli_network.register_commands(main)
+cli_mesh.register(main)
+cli_payments.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,4 @@
-"""`shadowmesh-client deposit | withdraw | balance | claim | earnings | set-price`: relay payments
+"""`shadowmesh-client deposit | withdraw | balance | claim | earnings | set-price | authorize-signer`: relay payments
 (docs/payments.md). Thin: parse, call one function of rewards.onchain, print (text, or JSON with --json).
 Amounts are SMT with up to 18 decimals ("12.5"); prices are SMT base units (10**-18 SMT) per byte.
 
@@ -163,7 +163,25 @@ def set_price(state: State, price, as_json):
     emit(as_json, r, f"price: {price} base units per byte\ntx: {r['tx_hash']}")
 
 
-COMMANDS = (deposit, withdraw, balance, claim, earnings, set_price)
+@click.command("authorize-signer")
+@click.argument("address")
+@click.option("--revoke", is_flag=True, help="Withdraw the authorisation instead.")
+@json_option
+@click.pass_obj
+def authorize_signer(state: State, address, revoke, as_json):
+    """Let ADDRESS (a device's receipt-signing key) sign receipts paid from the owner's escrow."""
+    from eth_utils import is_address
+
+    from shadowmesh_client.errors import ConfigError
+    from shadowmesh_client.rewards import onchain
+
+    if not is_address(address):
+        raise ConfigError(f"{address!r} is not an address (0x + 40 hex digits)")
+    r = onchain.set_receipt_signer(_chain(state), state.owner_account(), address, not revoke)
+    emit(as_json, r, f"{r['signer']} {'may' if r['authorized'] else 'may no longer'} sign receipts\ntx: {r['tx_hash']}")
+
+
+COMMANDS = (deposit, withdraw, balance, claim, earnings, set_price, authorize_signer)
 
 
 def register(group: click.Group) -> None:

@@ -129,6 +129,15 @@ def blake2b(data: bytes, *, key: bytes = b"", person: bytes = b"", size: int = 3
     )
 
 
+def _check_aead_args(ad_size: int, nonce_offset: int, key: bytes) -> None:
+    """libsodium reads exactly 32 key bytes and 24 nonce bytes through raw pointers: check both bounds
+    here so a caller's mistake is a ValueError, never an out-of-bounds read."""
+    if len(key) != AEAD_KEY_SIZE:
+        raise ValueError(f"an XChaCha20-Poly1305 key is exactly {AEAD_KEY_SIZE} bytes")
+    if not 0 <= nonce_offset <= ad_size - AEAD_NONCE_SIZE:
+        raise ValueError("the 24-byte nonce must lie inside the associated data")
+
+
 def aead_seal_in_place(buf: bytearray, ad_size: int, nonce_offset: int, size: int, key: bytes) -> None:
     """XChaCha20-Poly1305 over a frame buffer, in place.
 
@@ -139,8 +148,12 @@ def aead_seal_in_place(buf: bytearray, ad_size: int, nonce_offset: int, size: in
     """
     if len(buf) != ad_size + size + AEAD_TAG_SIZE:
         raise ValueError("frame buffer size does not match ad + plaintext + tag")
+    _check_aead_args(ad_size, nonce_offset, key)
     if _lib is not None:
-        p = _from_buffer(buf)
+        # require_writable: libsodium writes through this pointer, so an immutable object (bytes) must be
+        # refused, never silently mutated. The cdata ``p`` holds the buffer export until we return, so the
+        # bytearray cannot be resized or freed while libsodium runs (cffi releases the GIL during the call).
+        p = _from_buffer(buf, require_writable=True)
         if _enc(p + ad_size, _NULL, p + ad_size, size, p, ad_size, _NULL, p + nonce_offset, key) != 0:
             raise ProtocolError("encryption failed")  # pragma: no cover - only on absurd sizes
         return
@@ -156,6 +169,7 @@ def aead_open(frame, ad_size: int, nonce_offset: int, key: bytes) -> bytearray |
     Returns the plaintext as a new bytearray, or None when the tag does not verify (wrong key, any
     altered byte). ``frame`` may be bytes, bytearray or a memoryview; it is not copied.
     """
+    _check_aead_args(ad_size, nonce_offset, key)
     clen = len(frame) - ad_size
     if clen < AEAD_TAG_SIZE:
         return None

@@ -40,7 +40,7 @@ OWNER_PASSWORD = "mesh-lab-owner-password"
 ANVIL_KEYS = (
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9e3f3a6a9a8a6",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",  # account 3
 )
 
 
@@ -197,11 +197,13 @@ class MeshLab:
         if dev.endpoint:
             hostport = dev.endpoint.split("/")[2]
             listen = ["--listen", f"0.0.0.0:{hostport.rsplit(':', 1)[1]}"]
-        return self._spawn(dev, "up", "--tun-name", f"sm{dev.name}"[:15], *listen, *extra)
+        return self._spawn(dev, "up", "--tun-name", f"sm{dev.name}"[:15], "--status-file", str(dev.status_file),
+                           *listen, *extra)
 
     def start_relay(self, dev: Device, *extra: str) -> subprocess.Popen:
         hostport = dev.endpoint.split("/")[2]
-        return self._spawn(dev, "relay", "--listen", f"0.0.0.0:{hostport.rsplit(':', 1)[1]}", *extra)
+        return self._spawn(dev, "relay", "--listen", f"0.0.0.0:{hostport.rsplit(':', 1)[1]}",
+                           "--status-file", str(dev.status_file), *extra)
 
     def stop(self, dev: Device, timeout: float = 10.0) -> int | None:
         if dev.proc is None:

@@ -184,6 +184,7 @@ class RelayDaemon:
         return {"public_key": self.identity.public_key.hex(), "pid": os.getpid(), "started_at": self.started_at,
                 "port": self._port(),
                 "devices_connected": len(self.server.core) if self.server is not None else 0,
+                "connected_devices": sorted({link.peer.hex() for link in self.server.links}) if self.server else [],
                 "usage": self.usage_totals(), "drops": self.drops, "refused": self.refused,
                 "disconnected": self.disconnected, "decoys_served": self.server.server.decoys_served if self.server else 0}
 

@@ -17,6 +17,15 @@ pragma solidity ^0.8.28;
 /// - Each device gets an IPv4 overlay address allocated sequentially per network from 100.64.0.0/10
 ///   (stored as the big-endian numeric value, e.g. 0x64400001 = 100.64.0.1), never reused, skipping
 ///   addresses whose last octet is 0 or 255.
+///
+/// By design (docs/contracts.md "Audit notes"):
+/// - `verifyDevice` cannot check the Ed25519 proof: a registration of someone else's key verifies on chain,
+///   and only the off-chain proof check tells it apart. Contracts that call `verifyDevice` must know this.
+/// - Every registration, Pending ones included, takes an overlay address for good; one network has 4,177,918.
+///   Filling one costs an attacker ~5.4e11 gas (~130k per registration) plus the fee per registration; the
+///   defence is a non-zero `registrationFee`. A full network reverts with DeviceRegistryNetworkFull.
+/// - Revocation ends one registration (network, owner, key). In an Open network the same key can join again
+///   from another owner account (another id and address); an Approval network keeps it Pending.
 interface IDeviceRegistry {
     // ------------------------------------------------------------------ types
 
@@ -147,6 +156,8 @@ interface IDeviceRegistry {
     error DeviceRegistryInvalidPeriod(uint32 period);
     /// @notice The endpoint is longer than `MAX_ENDPOINT_LENGTH` bytes.
     error DeviceRegistryEndpointTooLong(uint256 length, uint256 max);
+    /// @notice The network name is longer than `MAX_NAME_LENGTH` bytes.
+    error DeviceRegistryNameTooLong(uint256 length, uint256 max);
     /// @notice The zero address is not allowed here (admin, treasury).
     error DeviceRegistryZeroAddress();
     /// @notice `owner` has fewer than `index + 1` devices.
@@ -157,7 +168,7 @@ interface IDeviceRegistry {
     // ------------------------------------------------------------------ networks
 
     /// @notice Create a network administered by the caller. Ids are assigned sequentially from 1.
-    /// @param name a human-readable label (only emitted, not stored)
+    /// @param name a human-readable label, at most MAX_NAME_LENGTH (64) bytes (only emitted, not stored)
     /// @param policy Open or Approval
     /// @param registrationPeriod seconds each registration/renewal is valid for (> 0)
     /// @return networkId the new network's id
@@ -165,7 +176,8 @@ interface IDeviceRegistry {
         external
         returns (uint64 networkId);
 
-    /// @notice Hand the network's admin role to `newAdmin` (not zero). Only the current admin.
+    /// @notice Hand the network's admin role to `newAdmin` (not zero). Only the current admin. One step, no
+    /// acceptance by `newAdmin`: a wrong address loses the network's administration for good.
     function transferNetworkAdmin(uint64 networkId, address newAdmin) external;
 
     /// @notice The network record (admin is zero for an unknown id).
@@ -191,11 +203,14 @@ interface IDeviceRegistry {
         bytes calldata proof
     ) external payable returns (bytes32 deviceId);
 
-    /// @notice Revoke a device, by its owner or its network's admin. Final.
+    /// @notice Revoke a device (any status but Revoked), by its owner or its network's admin. Final: the same
+    /// (network, owner, key) can never be registered or approved again.
     function revokeDevice(bytes32 deviceId) external;
 
     /// @notice Extend a device's registration by its network's period, from max(now, expiresAt).
-    /// Only the owner; pays exactly `registrationFee()` wei. Not for Revoked devices.
+    /// Only the owner; pays exactly `registrationFee()` wei. Not for Revoked devices. Never changes the status:
+    /// a Suspended or Pending device stays so (only the admin's `approveDevice` makes it Active). Renewals
+    /// stack (each adds one period), so an owner may prepay several periods.
     function renewDevice(bytes32 deviceId) external payable;
 
     /// @notice Network admin: make a Pending or Suspended device Active.
@@ -205,9 +220,11 @@ interface IDeviceRegistry {
     function suspendDevice(bytes32 deviceId) external;
 
     /// @notice Owner: set the public endpoint (empty = none) and the relay flag. Not for Revoked devices.
+    /// Allowed while Pending or Suspended (the status does not change; clients ignore such devices anyway).
     function updateEndpoint(bytes32 deviceId, string calldata endpoint, bool relay) external;
 
-    /// @notice True iff the device exists, is Active and has not expired.
+    /// @notice True iff the device exists, is Active and has not expired. Does NOT check the Ed25519 proof of
+    /// possession (the EVM cannot): a client must also verify `DeviceRegistered.proof` before trusting the key.
     function verifyDevice(bytes32 deviceId) external view returns (bool);
 
     /// @notice The device record (status None for an unknown id).
@@ -242,6 +259,8 @@ interface IDeviceRegistry {
     /// @notice DEFAULT_ADMIN_ROLE: set the treasury (not zero).
     function setTreasury(address newTreasury) external;
 
-    /// @notice FEE_MANAGER_ROLE: send every collected fee to the treasury.
+    /// @notice FEE_MANAGER_ROLE: send every collected fee to the treasury (a push, with all remaining gas).
+    /// If the treasury rejects ether the call reverts with the treasury's error (or OpenZeppelin's
+    /// `FailedCall`) and the fees stay here; DEFAULT_ADMIN_ROLE then sets a treasury that accepts them.
     function withdrawFees() external;
 }

@@ -16,6 +16,18 @@ pragma solidity ^0.8.28;
 ///
 /// EIP-712 domain: name "ShadowMesh", version "1", chainId, verifyingContract = this token.
 /// Receipt type: "Receipt(address payer,bytes32 deviceId,address relay,uint256 cumulativeBytes,uint256 maxPricePerByte)".
+/// The domain is the ERC-2612 permit domain; the type hashes differ, so a permit signature never verifies as a
+/// receipt nor a receipt as a permit.
+///
+/// Trust model, by design (docs/contracts.md "Audit notes"):
+/// - A relay's exposure to a payer is the traffic it carried since its last claim. The withdrawal notice
+///   protects relays from an honest payer's withdrawal, not from a dishonest one: a payer can sign receipts to
+///   a relay address it controls and claim its own escrow at once. Relays claim as often as their risk
+///   allows and count only `balance - pendingWithdrawal` of an escrow as credit.
+/// - De-authorising a receipt signer takes effect at once: receipts it signed and nobody claimed yet no longer
+///   pay (so a stolen hot key is stopped at once). Signers are per payer, not per device.
+/// - Signatures are not checked for low s: a receipt is identified by its content, and the high-s twin of a
+///   paid receipt is stale.
 interface IShadowMeshToken {
     // ------------------------------------------------------------------ types
 
@@ -98,6 +110,8 @@ interface IShadowMeshToken {
     error ShadowMeshTokenEmptyBatch();
     /// @notice The zero address is not allowed here.
     error ShadowMeshTokenZeroAddress();
+    /// @notice The withdrawal notice must be between 1 second and `max` seconds (365 days).
+    error ShadowMeshTokenInvalidDelay(uint64 delay, uint64 max);
 
     // ------------------------------------------------------------------ escrow (payers)
 
@@ -113,7 +127,8 @@ interface IShadowMeshToken {
     /// @notice After the notice period, pay out min(requested, balance) to the caller and clear the request.
     function withdraw() external;
 
-    /// @notice Authorise (or not) `signer` to sign receipts paid from the caller's escrow.
+    /// @notice Authorise (or not) `signer` to sign receipts paid from the caller's escrow. Immediate: once
+    /// de-authorised, receipts `signer` signed earlier and nobody claimed yet are refused (InvalidSigner).
     function setReceiptSigner(address signer, bool authorized) external;
 
     /// @notice The payer's escrow record.
@@ -130,7 +145,9 @@ interface IShadowMeshToken {
 
     // ------------------------------------------------------------------ relays
 
-    /// @notice Advertise the caller's price in SMT base units per byte (0 = stop accepting claims).
+    /// @notice Advertise the caller's price in SMT base units per byte (0 = stop accepting claims: the relay's
+    /// own outstanding receipts cannot be claimed either until it sets a price again). A claim pays at the
+    /// price in force when it is made, never above the receipt's maxPricePerByte.
     function setRelayPrice(uint256 pricePerByte) external;
 
     /// @notice A relay's advertised price per byte.
@@ -143,7 +160,10 @@ interface IShadowMeshToken {
     function claim(SignedReceipt calldata receipt) external;
 
     /// @notice The caller (a relay) claims many receipts (any payers/devices) in one transfer.
-    /// Reverts as a whole if any receipt is invalid. Returns the total paid.
+    /// Reverts as a whole if any receipt is invalid, stale or unfunded (simulate it first: a payer can empty
+    /// its escrow between the simulation and the block). Entries are settled in order, so a second entry for
+    /// the same channel pays only the bytes above the first (an equal or lower one reverts StaleReceipt).
+    /// Returns the total paid.
     function claimBatch(SignedReceipt[] calldata receipts) external returns (uint256 total);
 
     /// @notice The EIP-712 digest a signer signs for a receipt (for clients and tests).
@@ -162,6 +182,8 @@ interface IShadowMeshToken {
 
     /// @notice REWARDER_ROLE: a bonus emission on top of what payers pay: mints
     /// dataTransferred * rewardRatePerByte() to `relayNode` (spec's `rewardRelayNode`). Does not touch escrows.
+    /// The contract does not check `dataTransferred` (no receipt, no registry lookup) nor cap the supply: the
+    /// REWARDER_ROLE holder (a metering oracle) is trusted with emission, as MINTER_ROLE is.
     function rewardRelayNode(address relayNode, uint256 dataTransferred) external;
 
     /// @notice DEFAULT_ADMIN_ROLE: set the bonus rate (SMT base units per byte; 0 disables bonuses).

@@ -76,6 +76,7 @@ class Node:
         self.overlay: str | None = None
         self.started_at = time.time()
         self.ready_at: float | None = None
+        self.listen_port: int | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks: list[asyncio.Task] = []
@@ -104,6 +105,7 @@ class Node:
                                    tls_cert=s.tls_cert, tls_key=s.tls_key, limits=s.limits)
                 self.server = LinkServer(cfg, m.authenticate, m.on_server_link)
                 await self.server.start()
+                self.listen_port = self.server.port
             loop = asyncio.get_running_loop()
             tasks = [loop.create_task(self.pump.run(), name="pump"),
                      loop.create_task(self.ds.run(), name="directory"),
@@ -111,7 +113,7 @@ class Node:
             self.ready_at = time.time()
             log.info("up: %s on %s (mtu %d), overlay %s, %d peer(s), %d relay(s)%s", self.identity.public_key.hex()[:16],
                      self.tun.name, s.mtu, self.overlay, len(m.peers), len(m.relays),
-                     f", listening on {s.listen}" if s.listen else "")
+                     f", listening on {s.listen}" if self.server is not None else "")
             self.write_status()
             stopper = loop.create_task(stop.wait(), name="stop")
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -159,7 +161,7 @@ class Node:
         out = {"public_key": self.identity.public_key.hex(), "overlay": self.overlay,
                "tun": self.tun.name if self.tun is not None else None, "mtu": self.settings.mtu,
                "started_at": self.started_at, "ready_at": self.ready_at, "pid": os.getpid(),
-               "listening": self.server.port if self.server is not None else None,
+               "listening": self.listen_port,
                "directory": vars(self.syncer.status())}
         if self.manager is not None:
             out.update(self.manager.status())

@@ -33,7 +33,10 @@ def _network_bytes(network_id: bytes | int | str) -> bytes:
         return network_id.to_bytes(32, "big")
     if isinstance(network_id, str):
         if network_id.lower().startswith("0x") and len(network_id) == 66:
-            return bytes.fromhex(network_id[2:])
+            try:
+                return bytes.fromhex(network_id[2:])
+            except ValueError:
+                raise ConfigError(f"network id {network_id!r} is not hex; give 0x + 64 hex digits or a name") from None
         raw = network_id.encode()
         if len(raw) > 32:
             raise ConfigError("network id name is longer than 32 bytes")

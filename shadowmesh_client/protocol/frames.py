@@ -198,6 +198,19 @@ def seal(ftype: int, flags: int, seq: int, sender: bytes, nonce: bytes, plaintex
     return frame
 
 
+def check_batch(packets: list) -> None:
+    """FrameFormatError unless ``packets`` is a batch ``seal_packets`` accepts: 1..1024 packets of
+    1..65,536 bytes each, at most MAX_PAYLOAD bytes of plaintext in all."""
+    count = len(packets)
+    if not 0 < count <= C.MAX_PACKETS_PER_FRAME:
+        raise FrameFormatError(f"a data frame carries 1..{C.MAX_PACKETS_PER_FRAME} packets, got {count}")
+    lengths = [len(p) for p in packets]
+    if min(lengths) < 1 or max(lengths) > C.MAX_PACKET_SIZE:
+        raise FrameFormatError(f"IP packets must be 1..{C.MAX_PACKET_SIZE} bytes")
+    if 2 + 2 * count + sum(lengths) > C.MAX_PAYLOAD:
+        raise FrameFormatError(f"a batch of more than {C.MAX_PAYLOAD} bytes does not fit one frame; split it")
+
+
 def seal_packets(flags: int, seq: int, sender: bytes, prefix: bytes, packets: list, pad: bool,
                  key: bytes) -> bytearray:
     """A DATA frame carrying ``packets``: the batch is written once into the frame buffer and encrypted

@@ -86,10 +86,14 @@ def create_initiation(identity: crypto.Identity, peer: bytes, binding: bytes, he
     return PendingInitiation(private, header, body + signature, timestamp)
 
 
-def parse_initiation(identity: crypto.Identity, binding: bytes, header: bytes, plaintext: bytes) -> tuple[bytes, int]:
+def parse_initiation(identity: crypto.Identity, binding: bytes, header: bytes, plaintext: bytes,
+                     min_timestamp: int = -1) -> tuple[bytes, int]:
     """Check an initiation addressed to ``identity``; return (initiator ephemeral key, timestamp).
 
     The initiator's identity is the header's sender field; its signature must verify over the transcript.
+    A timestamp not above ``min_timestamp`` (the last one accepted from this initiator) is refused as a
+    replay BEFORE the signature is checked, so a replayed initiation costs no Ed25519 verification (the
+    unauthenticated timestamp is only compared here; the caller stores it only after this returns).
     """
     if len(plaintext) != INIT_SIZE:
         raise HandshakeError(f"handshake initiation must be {INIT_SIZE} bytes, got {len(plaintext)}")
@@ -97,10 +101,13 @@ def parse_initiation(identity: crypto.Identity, binding: bytes, header: bytes, p
     to, eph, ts_bytes, signature = plaintext[:32], plaintext[32:64], plaintext[64:72], plaintext[72:]
     if to != identity.public_key:
         raise HandshakeError("handshake initiation is addressed to another device")
+    timestamp = _TS.unpack(ts_bytes)[0]
+    if timestamp <= min_timestamp:
+        raise HandshakeError("handshake initiation is not newer than the last one (replayed?)")
     sender = header[8:40]
     if not crypto.verify_signature(sender, C.SIGNATURE_CONTEXT_INIT + binding + header + plaintext[:72], signature):
         raise AuthenticationError("handshake initiation signature does not verify (wrong key or network?)")
-    return eph, _TS.unpack(ts_bytes)[0]
+    return eph, timestamp
 
 
 def create_response(identity: crypto.Identity, binding: bytes, init_header: bytes, init_plaintext: bytes,
@@ -120,6 +127,8 @@ def finish_initiation(pending: PendingInitiation, binding: bytes, header: bytes,
         raise HandshakeError(f"handshake response must be {RESPONSE_SIZE} bytes, got {len(plaintext)}")
     plaintext = bytes(plaintext)
     eph, signature = plaintext[:32], plaintext[32:]
+    if header[8:40] != pending.plaintext[:32]:  # the responder must be the device the initiation named
+        raise HandshakeError("handshake response comes from another device than the one addressed")
     transcript = pending.header + pending.plaintext + header
     if not crypto.verify_signature(header[8:40], C.SIGNATURE_CONTEXT_RESPONSE + binding + transcript + eph,
                                    signature):

@@ -206,9 +206,7 @@ class Session:
     def _on_initiation(self, header: bytes, plaintext, now: float, rekey_kp: _Keypair | None) -> Received:
         if self._pending is not None and self._pending_rekey == (rekey_kp is not None) and self._me < self._peer:
             return Received()  # both initiated at once: the lower key wins, and that is ours
-        eph, ts = H.parse_initiation(self._identity, self._binding, header, plaintext)
-        if ts <= self._peer_ts:
-            raise HandshakeError("handshake initiation is not newer than the last one (replayed?)")
+        eph, ts = H.parse_initiation(self._identity, self._binding, header, plaintext, self._peer_ts)
         self._peer_ts = ts
         self._pending = None
         if rekey_kp is not None:
@@ -315,7 +313,8 @@ class Session:
         kp.recv_bytes += size
         self._awaiting_since = None
         out = Received([], [], [])
-        if kp is self._next:  # the initiator's first frame under the new key confirms it
+        confirmed = kp is self._next
+        if confirmed:  # the initiator's first frame under the new key confirms it
             self._install(kp, now, out.events)
         if kp is self._current and (kp.recv_bytes >= self._config.rekey_after_bytes):
             self._rekey_due = True
@@ -339,6 +338,8 @@ class Session:
                      else self._on_initiation(header, plaintext, now, kp))
             out.outgoing.extend(inner.outgoing)
             out.events.extend(inner.events)
+        if confirmed and self._queue and self._current is kp:  # packets held back while our key was used up
+            out.outgoing.extend(self._flush_queue(now))
         return out
 
     def _decrypt(self, frame, phase: int, now: float):
@@ -418,8 +419,15 @@ class Session:
         self._check_open()
         out = []
         try:
+            if self._queue:  # older packets first (normally flushed when the handshake completed)
+                F.check_batch(packets)  # before flushing: an error must not swallow the flushed frames
+                self._sendable(now)
+                out.extend(self._flush_queue(now))
+                if self._queue:
+                    raise NotEstablishedError("the key ran out while sending the queue")
             out.append(self.seal_packets(packets, now))
         except NotEstablishedError:
+            F.check_batch(packets)  # refuse a bad batch now, as when a key exists, not later inside open()
             self._queue.extend(packets)
             excess = len(self._queue) - self._config.max_queued_packets
             if excess > 0:
@@ -435,18 +443,22 @@ class Session:
         return out
 
     def _flush_queue(self, now: float) -> list:
+        """DATA frames for the queued packets, in order. If the key runs out midway, what could not be
+        sealed stays queued (nothing sealed is ever dropped: its sequence number was spent)."""
         out = []
         queue, self._queue = self._queue, []
         limit = C.MAX_PAYLOAD // 2
-        batch, size = [], 0
-        for p in queue:
-            if batch and (len(batch) == C.MAX_PACKETS_PER_FRAME or size + len(p) > limit):
-                out.append(self.seal_packets(batch, now))
-                batch, size = [], 0
-            batch.append(p)
-            size += len(p)
-        if batch:
-            out.append(self.seal_packets(batch, now))
+        start, size = 0, 0
+        try:
+            for i, p in enumerate(queue):
+                if i > start and (i - start == C.MAX_PACKETS_PER_FRAME or size + len(p) > limit):
+                    out.append(self.seal_packets(queue[start:i], now))
+                    start, size = i, 0
+                size += len(p)
+            if start < len(queue):
+                out.append(self.seal_packets(queue[start:], now))
+        except NotEstablishedError:
+            self._queue = queue[start:] + self._queue
         return out
 
     def _seal_control(self, ftype: int, body: bytes, now: float):

@@ -17,10 +17,11 @@ from shadowmesh_client.rewards.errors import PaymentConfigError
 
 @dataclass(frozen=True)
 class CreditConfig:
-    """``credit_bytes``: unreceipted bytes tolerated (default 8 MB); ``resume_bytes``: stopped devices resume at
-    or below this many unreceipted bytes (default credit_bytes // 2)."""
+    """``credit_bytes``: unreceipted bytes tolerated (default 64 MB; keep it at least twice the
+    devices' ``every_bytes`` plus data in flight, or honest devices get cut off between receipts);
+    ``resume_bytes``: stopped devices resume at or below this many unreceipted bytes (default credit_bytes // 2)."""
 
-    credit_bytes: int = 8_000_000
+    credit_bytes: int = 64_000_000
     resume_bytes: int | None = None
 
     def __post_init__(self) -> None:

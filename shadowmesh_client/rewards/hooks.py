@@ -26,10 +26,11 @@ in SMT base units (a cached chain read; the daemon refreshes it, e.g. every 30 s
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Callable
 
 from shadowmesh_client.rewards.credit import ChannelFigures, CreditPolicy, Decision
-from shadowmesh_client.rewards.errors import ControlMessageError, ReceiptError, ReceiptRejected
+from shadowmesh_client.rewards.errors import ControlMessageError, PaymentError, ReceiptError, ReceiptRejected
 from shadowmesh_client.rewards.issuer import IssuerConfig, ReceiptIssuer
 from shadowmesh_client.rewards.ledger import ReceiptLedger
 from shadowmesh_client.rewards.messages import AckMessage, Kind, ReceiptMessage, RejectReason, decode
@@ -131,6 +132,11 @@ class RelayPayments:
             log.info("receipt from %s rejected: %s", device_key.hex()[:16], exc)
         except ReceiptError:
             status = RejectReason.BAD_SIGNATURE
+        except (PaymentError, sqlite3.Error) as exc:
+            # Could not verify (chain unreachable) or not store (disk): no ack; the device's next cumulative
+            # receipt covers these bytes.
+            log.warning("receipt from %s not acknowledged: %s", device_key.hex()[:16], exc)
+            return []
         rec = self.ledger.channel(*ch)
         return [AckMessage(rc.payer, rc.device_id, rec.receipted, rec.counted, status).encode()]
 

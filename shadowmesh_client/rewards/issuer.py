@@ -25,12 +25,13 @@ MB = 1_000_000  # bytes
 
 @dataclass(frozen=True)
 class IssuerConfig:
-    """``every_bytes``: sign once this many new bytes are counted (default 1 MB); ``every_seconds``: or once
+    """``every_bytes``: sign once this many new bytes are counted (default 16 MB:
+    signing costs ~4 ms of CPU, so at 1 Gbit/s that is ~8 receipts/s, ~3 % of a core); ``every_seconds``: or once
     this long has passed with any new bytes (default 10 s); ``tolerance_bytes``: how far above its own count
     the device will follow the relay's count (in-flight data, default 256 KiB); ``max_price_per_byte``: the
     highest price the device accepts, SMT base units per byte (written into every receipt)."""
 
-    every_bytes: int = 1 * MB
+    every_bytes: int = 16 * MB
     every_seconds: float = 10.0
     tolerance_bytes: int = 256 * 1024
     max_price_per_byte: int = 10**9
@@ -104,7 +105,7 @@ class ReceiptIssuer:
         """The relay stored our receipt up to ``cumulative`` and counts ``relay_counted`` bytes for us."""
         if cumulative <= self.signed:
             self.acked = max(self.acked, cumulative)
-        self.relay_counted = max(self.relay_counted, relay_counted)
+        self.relay_counted = relay_counted  # latest figure (the relay's count only grows; a lower one is its loss)
 
     def adopt(self, stored: SignedReceipt) -> bool:
         """Resume after a restart from the latest receipt the relay holds for this channel: accepted only if

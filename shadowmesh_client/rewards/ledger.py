@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS channels (
 
 
 class SignerCache:
-    """Caches ``is_signer(payer, signer) -> bool`` answers (positive and negative) for ``ttl`` seconds."""
+    """Caches ``is_signer(payer, signer) -> bool`` answers (positive and negative) for ``ttl`` seconds.
+    A failing lookup raises PaymentError (and caches nothing): the caller must not acknowledge."""
 
     def __init__(self, is_signer: Callable[[str, str], bool], ttl: float = 300.0) -> None:
         self._check = is_signer
@@ -60,7 +61,11 @@ class SignerCache:
         if hit is not None and now - hit[1] < self.ttl:
             return hit[0]
         self.lookups += 1
-        answer = bool(self._check(payer, signer))
+        try:
+            answer = bool(self._check(payer, signer))
+        except Exception as exc:  # noqa: BLE001 - RPC errors of any kind: "cannot tell now", never "yes"
+            raise PaymentError(f"cannot check receipt signer {signer} for {payer} on chain "
+                               f"({type(exc).__name__}); the receipt is not acknowledged") from None
         self._cache[(payer, signer)] = (answer, now)
         return answer
 

@@ -17,7 +17,7 @@ from shadowmesh_client.chain import Chain, _revert_data, explain_error
 from shadowmesh_client.errors import ChainError
 from shadowmesh_client.rewards.errors import PaymentError
 from shadowmesh_client.rewards.ledger import ReceiptLedger
-from shadowmesh_client.rewards.receipts import ReceiptDomain, SignedReceipt
+from shadowmesh_client.rewards.receipts import ReceiptDomain
 
 DECIMALS = 18           # ERC-20 decimals of SMT
 BATCH_SIZE = 50         # receipts per claimBatch transaction (gas: ~45k each, see README)
@@ -120,7 +120,8 @@ def withdraw(chain: TokenChain, account, amount: int | None = None) -> dict:
         r = chain.transact(account, chain.token.functions.requestWithdrawal(amount))
         ev = chain.token.events.WithdrawalRequested().process_receipt(r, errors=DISCARD)[0]["args"]
         return {"action": "requested", "amount": format_smt(amount), "unlock_at": ev["unlockAt"],
-                "seconds_left": max(0, ev["unlockAt"] - b.chain_time), "tx_hash": r["transactionHash"].to_0x_hex()}
+                "seconds_left": max(0, ev["unlockAt"] - int(chain.w3.eth.get_block(r["blockNumber"])["timestamp"])),
+                "tx_hash": r["transactionHash"].to_0x_hex()}
     if not b.unlock_at:
         raise PaymentError("no withdrawal is pending: request one with `withdraw --amount X` first")
     if b.chain_time < b.unlock_at:
@@ -266,3 +267,10 @@ def earnings(chain: TokenChain, relay: str, ledger: ReceiptLedger | None) -> dic
     return {"relay": relay, "claimed": format_smt(claimed), "claimed_base": claimed, "claims": len(logs),
             "unclaimed": format_smt(unclaimed), "unclaimed_base": unclaimed, "receipts_unclaimed": receipts,
             "wallet": format_smt(chain.call(chain.token.functions.balanceOf(relay)))}
+
+
+def set_receipt_signer(chain: TokenChain, account, signer: str, authorized: bool = True) -> dict:
+    """Let ``signer`` (e.g. a device's hot key) sign receipts paid from ``account``'s escrow (or stop it)."""
+    signer = to_checksum_address(signer)
+    r = chain.transact(account, chain.token.functions.setReceiptSigner(signer, authorized))
+    return {"signer": signer, "authorized": authorized, "tx_hash": r["transactionHash"].to_0x_hex()}

@@ -71,8 +71,8 @@ def test_issuer_follows_relay_count_only_within_tolerance():
     s = i.poll(0.0)
     assert s.receipt.cumulative_bytes == 2000 + 50  # own count + tolerance, never more
     i.on_ack(2050, relay_counted=2030)
-    i.record(1000)
-    assert i.poll(0.0).receipt.cumulative_bytes == 3000  # relay figure below own count: own count
+    i.record(1100)
+    assert i.poll(0.0).receipt.cumulative_bytes == 3100  # relay figure below own count: own count
     assert i.signed <= i.limit()
 
 
@@ -211,3 +211,20 @@ def test_signed_receipt_rejects_bad_signature_parts():
         SignedReceipt(rc, b"\x00" * 32, b"\x00" * 32).recover(DOMAIN)
     with pytest.raises(ReceiptError, match="device id"):
         Receipt(KEY.address, b"short", RELAY, 1, 1)
+
+
+def test_relay_does_not_ack_when_it_cannot_check_the_signer(tmp_path):
+    from shadowmesh_client.rewards import SignerCache
+
+    def chain_down(payer, signer):
+        raise ConnectionError("connection refused")
+
+    hot = Account.create()
+    ledger = ReceiptLedger(tmp_path / "r.sqlite", DOMAIN, RELAY, SignerCache(chain_down))
+    ledger.add_counted(KEY.address, DEVICE, 100)
+    relay = RelayPayments(ledger, CreditPolicy(CreditConfig()), lambda k: (KEY.address, DEVICE), lambda p: 10**9, 0)
+    by_hot = sign_receipt(DOMAIN, Receipt(KEY.address, DEVICE, RELAY, 100, 5), hot)
+    assert relay.on_control(b"D" * 32, ReceiptMessage(by_hot).encode(), 0.0) == []
+    assert ledger.latest(KEY.address, DEVICE) is None
+    by_payer = sign_receipt(DOMAIN, Receipt(KEY.address, DEVICE, RELAY, 100, 5), KEY)  # needs no lookup
+    assert decode(relay.on_control(b"D" * 32, ReceiptMessage(by_payer).encode(), 0.0)[0]).status is RejectReason.STORED

@@ -1,0 +1,113 @@
+"""The payments commands (cli_payments.register) against a real anvil: deposit, balance, withdraw with its
+notice, set-price, claim (--dry-run, --min-amount, --json), earnings; one-line errors, exit code 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+from click.testing import CliRunner
+from eth_account import Account
+
+from shadowmesh_client import cli_payments
+from shadowmesh_client.cli_common import ErrorsAsMessages, State
+from tests.client.payments.conftest import SMT, WITHDRAWAL_DELAY
+from tests.client.payments.helpers import Parties, open_ledger, signed, token_balance
+
+PASSWORD = "owner-password"
+
+
+@click.group(cls=ErrorsAsMessages)
+@click.option("--config", "config_path")
+@click.pass_context
+def group(ctx, config_path):
+    ctx.obj = State(config_path, None, None)
+
+
+cli_payments.register(group)
+
+
+def node(tmp: Path, env, account) -> Path:
+    tmp.mkdir()
+    (tmp / "owner.json").write_text(json.dumps(Account.encrypt(account.key, PASSWORD, kdf="pbkdf2", iterations=1000)))
+    config = tmp / "config.yaml"
+    config.write_text(yaml.safe_dump({"rpc_url": env.url, "deployments": str(env.record_path),
+                                      "owner_keystore": "owner.json", "state_dir": "state"}))
+    return config
+
+
+def run(config: Path, *args, ok=True):
+    r = CliRunner().invoke(group, ["--config", str(config), *args], env={"SHADOWMESH_OWNER_PASSWORD": PASSWORD})
+    assert (r.exit_code == 0) == ok, r.output
+    return r
+
+
+def test_device_owner_deposits_checks_balance_and_withdraws_after_notice(chain_env, tmp_path):
+    payer = chain_env.new_account(smt=20 * SMT)
+    config = node(tmp_path / "payer", chain_env, payer)
+    assert "deposited 12.5 SMT (escrow now 12.5 SMT)" in run(config, "deposit", "12.5").output
+    b = json.loads(run(config, "balance", "--json").output)
+    assert b["wallet"] == "7.5" and b["escrow"] == "12.5" and b["unlock_at"] == 0
+
+    err = run(config, "withdraw", ok=False)
+    assert err.output.startswith("error: no withdrawal is pending") and "Traceback" not in err.output
+    assert "error:" in run(config, "deposit", "1.0000000000000000001", ok=False).output  # 19 decimals
+    assert "error: the account holds fewer SMT" in run(config, "deposit", "100", ok=False).output
+
+    hot = Account.create().address
+    assert "may sign receipts" in run(config, "authorize-signer", hot).output
+    assert chain_env.token.functions.isReceiptSigner(payer.address, hot).call()
+    run(config, "authorize-signer", hot, "--revoke")
+    assert not chain_env.token.functions.isReceiptSigner(payer.address, hot).call()
+
+    r = json.loads(run(config, "withdraw", "--all", "--json").output)
+    assert r["action"] == "requested" and r["amount"] == "12.5" and r["seconds_left"] == WITHDRAWAL_DELAY
+    err = run(config, "withdraw", ok=False).output
+    assert "notice period ends in" in err and "run `withdraw` again" in err
+    assert "unlocks in" in run(config, "balance").output
+
+    chain_env.increase_time(WITHDRAWAL_DELAY)
+    out = run(config, "withdraw").output
+    assert "withdrew 12.5 SMT (escrow left 0 SMT)" in out
+    assert token_balance(chain_env, payer.address) == 20 * SMT
+
+
+def test_relay_claims_with_dry_run_min_amount_and_earnings(chain_env, tmp_path):
+    price = 2 * 10**9
+    payer = chain_env.new_account(smt=SMT)
+    chain_env.chain.transact(payer, chain_env.token.functions.deposit(SMT))
+    relay = chain_env.new_account()
+    config = node(tmp_path / "relay", chain_env, relay)
+
+    assert "error: no receipts yet" in run(config, "claim", ok=False).output
+    run(config, "set-price", str(price))
+    p = Parties(payer, relay, bytes(31) + b"\x01", price, SMT)
+    ledger = open_ledger(chain_env, tmp_path / "relay" / "state" / "receipts.sqlite", relay.address)
+    for n, device in ((400_000, bytes(31) + b"\x01"), (10, bytes(31) + b"\x02")):
+        ledger.add_counted(payer.address, device, n)
+        ledger.accept(signed(chain_env, p, n, device_id=device))
+    ledger.close()
+
+    dry = json.loads(run(config, "claim", "--dry-run", "--min-amount", "0.0000001", "--json").output)
+    assert dry["dry_run"] and dry["total_base"] == 400_000 * price
+    assert {c["status"] for c in dry["claims"]} == {"would claim", "skipped: below --min-amount"}
+    assert token_balance(chain_env, relay.address) == 0
+
+    text = run(config, "claim", "--min-amount", "0.0000001").output
+    assert "total: 0.0008 SMT" in text and "0x" in text
+    assert token_balance(chain_env, relay.address) == 400_000 * price
+    again = json.loads(run(config, "claim", "--json").output)
+    assert again["total_base"] == 10 * price  # only the small one is left, claimed now without --min-amount
+    e = json.loads(run(config, "earnings", "--json").output)
+    assert e["claimed_base"] == 400_010 * price and e["claims"] == 2 and e["unclaimed_base"] == 0
+    assert json.loads(run(config, "claim", "--json").output)["total_base"] == 0
+
+
+@pytest.mark.parametrize("args", [["deposit", "abc"], ["deposit", "0"], ["claim", "--min-amount", "x"], ["withdraw", "--amount", "1", "--all"]])
+def test_bad_input_is_one_line(chain_env, tmp_path, args):
+    config = node(tmp_path / "n", chain_env, chain_env.new_account())
+    out = run(config, *args, ok=False).output
+    assert out.startswith("error:") and "Traceback" not in out
