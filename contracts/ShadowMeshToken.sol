@@ -237,10 +237,10 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
         address payer = receipt.payer;
         bytes32 digest =
             receiptDigest(payer, receipt.deviceId, relay, receipt.cumulativeBytes, receipt.maxPricePerByte);
-        // Malleability does not matter here (a receipt is identified by its content, not its signature: the
-        // high-s twin of a paid receipt is stale, StaleReceipt), so the precompile is called directly instead of
-        // ECDSA.recover. An invalid signature recovers to zero or to an unrelated address; both are refused here
-        // (zero explicitly, so a receipt "from" the zero payer can never pass the signer check).
+        // Malleability does not matter here (a receipt is identified by its content, not its signature; and
+        // the compact form cannot carry a high s, whose top bit is v's), so the precompile is called directly
+        // instead of ECDSA.recover. An invalid signature recovers to zero or to an unrelated address; both are
+        // refused (zero explicitly, so a receipt "from" the zero payer can never pass the signer check).
         address signer = _recover(digest, receipt.r, receipt.vs);
         if (signer == address(0) || (signer != payer && !_receiptSigners[payer][signer])) {
             revert ShadowMeshTokenInvalidSigner(signer, payer);

@@ -10,7 +10,10 @@ Speed: the AEAD hot path calls libsodium through PyNaCl's cffi handle (``nacl._s
 ciphertext straight into a preallocated frame buffer: measured on this machine 2.5 us per 1,400-byte seal
 against 4.9 us through ``nacl.bindings`` (which allocates, copies the output and re-checks types), i.e.
 the difference between ~2.3 and ~4.5 Gbit/s at that size. If the private handle ever disappears, the
-public ``nacl.bindings`` functions are used instead (same results, slower).
+public ``nacl.bindings`` functions are used instead (same bytes, slower; tests/client/protocol/
+test_protocol_crypto.py forces that path). Raw pointers are guarded: key and nonce bounds are checked
+before libsodium reads them, the output buffer must be writable (``bytes`` is refused, never mutated),
+and the cffi buffer export pins the bytearray (it cannot be resized) while libsodium runs without the GIL.
 """
 
 from __future__ import annotations
@@ -148,12 +151,14 @@ def aead_seal_in_place(buf: bytearray, ad_size: int, nonce_offset: int, size: in
     """
     if len(buf) != ad_size + size + AEAD_TAG_SIZE:
         raise ValueError("frame buffer size does not match ad + plaintext + tag")
-    _check_aead_args(ad_size, nonce_offset, key)
+    if len(key) != AEAD_KEY_SIZE or not 0 <= nonce_offset <= ad_size - AEAD_NONCE_SIZE:
+        _check_aead_args(ad_size, nonce_offset, key)  # raises the precise ValueError
     if _lib is not None:
-        # require_writable: libsodium writes through this pointer, so an immutable object (bytes) must be
-        # refused, never silently mutated. The cdata ``p`` holds the buffer export until we return, so the
-        # bytearray cannot be resized or freed while libsodium runs (cffi releases the GIL during the call).
-        p = _from_buffer(buf, require_writable=True)
+        # libsodium writes through this pointer: anything but a bytearray (always writable; the common
+        # case, checked cheaply) must prove it is writable, so an immutable object (bytes) is refused,
+        # never silently mutated. The cdata ``p`` holds the buffer export until we return, so the buffer
+        # cannot be resized or freed while libsodium runs (cffi releases the GIL during the call).
+        p = _from_buffer(buf) if type(buf) is bytearray else _from_buffer(buf, require_writable=True)
         if _enc(p + ad_size, _NULL, p + ad_size, size, p, ad_size, _NULL, p + nonce_offset, key) != 0:
             raise ProtocolError("encryption failed")  # pragma: no cover - only on absurd sizes
         return
@@ -169,7 +174,8 @@ def aead_open(frame, ad_size: int, nonce_offset: int, key: bytes) -> bytearray |
     Returns the plaintext as a new bytearray, or None when the tag does not verify (wrong key, any
     altered byte). ``frame`` may be bytes, bytearray or a memoryview; it is not copied.
     """
-    _check_aead_args(ad_size, nonce_offset, key)
+    if len(key) != AEAD_KEY_SIZE or not 0 <= nonce_offset <= ad_size - AEAD_NONCE_SIZE:
+        _check_aead_args(ad_size, nonce_offset, key)  # raises the precise ValueError
     clen = len(frame) - ad_size
     if clen < AEAD_TAG_SIZE:
         return None

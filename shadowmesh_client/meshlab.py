@@ -249,3 +249,35 @@ def _has_curl() -> bool:
     from shutil import which
 
     return which("curl") is not None
+
+
+RELAY_URL = "ws://198.18.0.20:7443/api/v1/ws/relay-k3"
+A_URL = "ws://198.18.0.30:7443/api/v1/ws/a-9x"
+
+
+def standard_mesh(workdir: str | os.PathLike, *, node_args: tuple[str, ...] = (), progress=print) -> MeshLab:
+    """The issue-5 mesh, running: chain deployed, network created, relay + A (public, endpoint) + B and C
+    (behind NATs) registered with the real CLI, every daemon up. The caller tears it down (``with``)."""
+    from shadowmesh_client.lab.netns import mesh_topology
+
+    lab = MeshLab(mesh_topology(), workdir)
+    try:
+        t0 = time.monotonic()
+        lab.start_chain()
+        progress(f"chain: anvil at {lab.rpc_url}, contracts deployed ({time.monotonic() - t0:.1f} s)")
+        net = lab.create_network("relay")
+        lab.relay = lab.add_device("relay", net, endpoint=RELAY_URL, relay=True)
+        lab.a = lab.add_device("a", net, endpoint=A_URL)
+        lab.b = lab.add_device("b", net)
+        lab.c = lab.add_device("c", net)
+        progress(f"network {net}: relay, a={lab.a.overlay}, b={lab.b.overlay}, c={lab.c.overlay} registered "
+                 f"({time.monotonic() - t0:.1f} s)")
+        lab.start_relay(lab.relay)
+        for dev in (lab.a, lab.b, lab.c):
+            lab.start_node(dev, *node_args)
+        lab.wait_for(lambda: all(lab.status(d).get("ready_at") for d in (lab.a, lab.b, lab.c)), 30, "nodes up")
+        progress(f"daemons up ({time.monotonic() - t0:.1f} s)")
+    except BaseException:
+        lab.topo.teardown()
+        raise
+    return lab

@@ -26,8 +26,9 @@ pragma solidity ^0.8.28;
 ///   allows and count only `balance - pendingWithdrawal` of an escrow as credit.
 /// - De-authorising a receipt signer takes effect at once: receipts it signed and nobody claimed yet no longer
 ///   pay (so a stolen hot key is stopped at once). Signers are per payer, not per device.
-/// - Signatures are not checked for low s: a receipt is identified by its content, and the high-s twin of a
-///   paid receipt is stale.
+/// - Malleability: the EIP-2098 compact form keeps s in 255 bits, so the high-s twin of a signature
+///   (s' = n - s >= 2**255 for all but a 2**-128 share) cannot be expressed; and a receipt is identified by its
+///   content (paidBytes), not its signature, so even a twin of a paid receipt would be stale.
 interface IShadowMeshToken {
     // ------------------------------------------------------------------ types
 

@@ -153,9 +153,11 @@ class Node:
             await self.server.close()
         if self.tun is not None:
             self.tun.close()
-        self.syncer.store.close()
-        if self.settings.status_file:
+        try:
             self.write_status(stopped=True)
+        except OSError as exc:
+            log.warning("cannot write the status file: %s", exc)
+        self.syncer.store.close()
 
     def status(self) -> dict:
         out = {"public_key": self.identity.public_key.hex(), "overlay": self.overlay,

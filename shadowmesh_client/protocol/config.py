@@ -73,9 +73,11 @@ class NetworkBinding:
         return blake2b(self.encode(), person=b"sm1-binding")
 
     def handshake_key(self) -> bytes:
-        """The AEAD key of HANDSHAKE_INIT/RESPONSE frames: public knowledge for anyone who knows the
-        binding, so it hides handshakes from passive DPI and rejects other networks' handshakes early,
-        but authenticity comes from the Ed25519 signatures inside, not from this key."""
+        """The AEAD key of HANDSHAKE_INIT/RESPONSE frames. NOT a secret: the binding is public on chain,
+        so anyone can open and forge these frames. It only rejects other networks' handshakes early (one
+        AEAD call) and keeps the addressee and ephemeral keys out of naive DPI; the cleartext header still
+        shows the frame type, the initiator's key and the fixed sizes (216 / 176 bytes). Authenticity
+        comes from the Ed25519 signatures inside, never from this key."""
         return blake2b(self.digest(), person=b"sm1-hs-key")
 
 

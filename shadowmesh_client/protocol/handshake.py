@@ -19,7 +19,14 @@ key, nonce...): the signatures cover the whole transcript, every byte either sid
 replayed one could in any case never complete, since the attacker lacks eph_I's private key, and the
 responder only switches its sending key once the initiator proved it holds the new key (its first frame).
 Initiator authenticity and key confirmation therefore complete with the initiator's first frame under
-the new key, which the Session sends at once (a keepalive if no data is queued).
+the new key, which the Session sends at once (a keepalive if no data is queued). Exception: a responder
+with no key yet installs the new key at once (nothing to protect); a replayed initiation accepted by a
+brand-new Session (its replay floor starts empty) thus yields a key nobody else holds, which costs
+nothing secret and is undone by the dead-peer re-handshake (15 s) or the peer's next initiation.
+Both signatures name the other side (sig_I covers peer_R; sig_R covers header_I, i.e. the initiator's
+key) and the keys hash the whole transcript, so there is no identity misbinding / unknown key share;
+authentication is by signature, not static DH, so a stolen device key lets its thief impersonate that
+device only, never others to it (no key-compromise impersonation).
 
 HANDSHAKE_INIT/RESPONSE frames are sealed with NetworkBinding.handshake_key() (obfuscation and early
 rejection of other networks; not a secret); REKEY frames with the current session key. Pure functions:
