@@ -118,6 +118,7 @@ _MESSAGES = {
     "DeviceRegistryEndpointTooLong": lambda a: f"the endpoint is {a[0]} bytes long; at most {a[1]} are allowed",
     "DeviceRegistryZeroAddress": lambda a: "the zero address is not allowed here",
     "DeviceRegistryNoFees": lambda a: "there are no fees to withdraw",
+    "DeviceRegistryNameTooLong": lambda a: f"the network name is {a[0]} bytes long; at most {a[1]} are allowed",
 }
 
 
