@@ -61,7 +61,7 @@ def _tls(fn):
 @click.command("up")
 @click.option("--listen", help="HOST:PORT to accept peers on when an endpoint is published (default: config `listen`).")
 @click.option("--mtu", type=click.IntRange(576, 65535),
-              help="TUN MTU in bytes (default: config `tun.mtu` if set there, else 65000: see docs/mesh.md).")
+              help="TUN MTU in bytes (default: config `tun.mtu`, 65000: see docs/mesh.md).")
 @click.option("--tun-name", help="TUN interface name (default: config `tun.name`).")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="PEM CA for wss:// peers and relays.")
 @click.option("--status-file", type=click.Path(dir_okay=False),
@@ -70,14 +70,14 @@ def _tls(fn):
 @click.pass_obj
 def up(state, listen, mtu, tun_name, ca_file, status_file, tls_cert, tls_key):
     """Bring this device into the mesh: TUN device, sessions with every trusted peer, until Ctrl-C."""
-    from shadowmesh_client.node import DEFAULT_MTU, Node, NodeSettings
+    from shadowmesh_client.node import Node, NodeSettings
 
     cfg = state.config
     _logging(cfg.log_level)
     identity = state.identity()
     syncer = _open_syncer(state)
     if mtu is None:
-        mtu = cfg.tun.mtu if "mtu" in cfg.tun.model_fields_set else DEFAULT_MTU
+        mtu = cfg.tun.mtu
     settings = NodeSettings(
         tun_name=tun_name or cfg.tun.name, mtu=mtu, listen=listen or cfg.listen, tls_cert=tls_cert, tls_key=tls_key,
         ca_file=ca_file, relays=tuple(cfg.relays), status_file=status_file or str(cfg.state_dir / "node-status.json"))

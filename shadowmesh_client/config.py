@@ -17,7 +17,7 @@ Example::
     listen: 0.0.0.0:443
     endpoint: wss://vpn.example.org/api/v1/ws/x1y2
     relays: [wss://relay.example.org/ws]
-    tun: {name: sm0, mtu: 1380}
+    tun: {name: sm0, mtu: 65000}
     log_level: INFO
 """
 
@@ -48,7 +48,7 @@ def default_config_path() -> Path:
 class TunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field("sm0", min_length=1, max_length=15, pattern=r"^[A-Za-z0-9_.-]+$")
-    mtu: int = Field(1380, ge=576, le=65535)
+    mtu: int = Field(65000, ge=576, le=65535)  # large: the tunnel rides TCP (docs/mesh.md)
 
 
 class Config(BaseModel):
