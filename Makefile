@@ -28,7 +28,7 @@ setup: venv npm debs ## install everything (virtualenv, npm packages, Debian pac
 venv: $(VENV)/.installed ## the Python virtualenv, from requirements.lock
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip>=24" "setuptools>=68" wheel
+	$(PY) -m pip install -q --upgrade "pip>=24" "setuptools>=68" "wheel==0.45.1"  # wheel 0.46+ wants packaging>=24; the lock has 23.2 (eth-ape)
 	$(PY) -m pip install -q -r requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
 	grep -q SOLCX_BINARY_PATH $(VENV)/bin/activate || echo 'export SOLCX_BINARY_PATH="$(CURDIR)/tools/solc-bin"' >> $(VENV)/bin/activate

@@ -69,8 +69,10 @@ def _tls(fn):
 @_tls
 @click.pass_obj
 def up(state, listen, mtu, tun_name, ca_file, status_file, tls_cert, tls_key):
-    """Bring this device into the mesh: TUN device, sessions with every trusted peer, until Ctrl-C."""
+    """Bring this device into the mesh: TUN device, sessions with every trusted peer, until Ctrl-C.
+    Signs relay receipts per the config's `payments:` section (docs/payments.md "Integration")."""
     from shadowmesh_client.node import Node, NodeSettings
+    from shadowmesh_client.node.payments import load_device_payments
 
     cfg = state.config
     _logging(cfg.log_level)
@@ -81,7 +83,7 @@ def up(state, listen, mtu, tun_name, ca_file, status_file, tls_cert, tls_key):
     settings = NodeSettings(
         tun_name=tun_name or cfg.tun.name, mtu=mtu, listen=listen or cfg.listen, tls_cert=tls_cert, tls_key=tls_key,
         ca_file=ca_file, relays=tuple(cfg.relays), status_file=status_file or str(cfg.state_dir / "node-status.json"))
-    node = Node(identity, syncer, settings, endpoint=cfg.endpoint)
+    node = Node(identity, syncer, settings, endpoint=cfg.endpoint, payments=load_device_payments(state))
     _run(node.run)
 
 
@@ -95,7 +97,10 @@ def up(state, listen, mtu, tun_name, ca_file, status_file, tls_cert, tls_key):
 @_tls
 @click.pass_obj
 def relay(state, listen, rate_limit, metrics_port, status_file, tls_cert, tls_key):
-    """Run a relay for the network: forwards end-to-end encrypted frames between trusted devices."""
+    """Run a relay for the network: forwards end-to-end encrypted frames between trusted devices.
+    With a token in the deployment record it keeps devices' receipts in <state_dir>/receipts.sqlite (for
+    `shadowmesh-client claim`) and stops relaying for devices over their credit (config `payments:`)."""
+    from shadowmesh_client.relay_billing import BillingSettings
     from shadowmesh_client.relay_daemon import RelayDaemon, RelaySettings
 
     cfg = state.config
@@ -104,8 +109,21 @@ def relay(state, listen, rate_limit, metrics_port, status_file, tls_cert, tls_ke
     syncer = _open_syncer(state)
     settings = RelaySettings(listen=listen or cfg.listen, tls_cert=tls_cert, tls_key=tls_key,
                              rate_bytes_per_second=rate_limit, metrics_port=metrics_port,
-                             status_file=status_file or str(cfg.state_dir / "relay-status.json"))
+                             status_file=status_file or str(cfg.state_dir / "relay-status.json"),
+                             payments=_billing(state, BillingSettings))
     _run(RelayDaemon(identity, syncer, settings, endpoint=cfg.endpoint).run)
+
+
+def _billing(state, settings_cls):
+    """BillingSettings when the deployment record has the token contract, else None (no payments)."""
+    cfg = state.config
+    dep = state.deployment() if cfg.deployments is not None else None
+    if dep is None or not dep.token:
+        logging.getLogger(__name__).warning("relay payments off: no ShadowMeshToken in the deployment record")
+        return None
+    p = cfg.payments
+    return settings_cls(cfg.rpc_url, dep, cfg.state_dir, credit_bytes=p.credit_bytes, resume_bytes=p.resume_bytes,
+                        escrow_refresh_seconds=p.escrow_refresh_seconds, tolerance_bytes=p.tolerance_bytes)
 
 
 def register(group: click.Group) -> None:

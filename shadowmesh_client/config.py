@@ -19,6 +19,13 @@ Example::
     relays: [wss://relay.example.org/ws]
     tun: {name: sm0, mtu: 65000}
     log_level: INFO
+    payments:                   # docs/payments.md "Integration"; every key optional
+      sign_receipts: auto       # device: auto | true | false (see PaymentsConfig)
+      signer_keystore: null     # a key authorised with `authorize-signer`; default: owner_keystore
+      every_bytes: 16000000     # device: a receipt every N bytes relayed...
+      every_seconds: 10         # ...or every T seconds with new bytes
+      max_price_per_byte: 1000000000   # device: price cap, SMT base units per byte
+      credit_bytes: 64000000    # relay: unreceipted bytes tolerated per device
 """
 
 from __future__ import annotations
@@ -51,6 +58,34 @@ class TunConfig(BaseModel):
     mtu: int = Field(65000, ge=576, le=65535)  # large: the tunnel rides TCP (docs/mesh.md)
 
 
+class PaymentsConfig(BaseModel):
+    """Relay payments (docs/payments.md "Integration"). Device side (``up``):
+
+    * ``sign_receipts``: ``auto`` (default) signs receipts when the signer key can be unlocked without a
+      prompt (password file: ``signer_password_file``, ``--owner-password-file``, or the environment
+      variables SHADOWMESH_SIGNER_PASSWORD / SHADOWMESH_OWNER_PASSWORD), else runs unpaid with a warning
+      (free relays, price 0, keep carrying its traffic; paid relays stop after their credit); ``true``
+      refuses to start without a signer (prompts on a terminal); ``false`` never signs.
+    * ``signer_keystore``: eth-account keystore of the receipt signer (the owner's, or a hot key the owner
+      authorised with ``authorize-signer``); default ``owner_keystore``.
+    * ``every_bytes`` / ``every_seconds`` / ``tolerance_bytes`` / ``max_price_per_byte``: rewards.IssuerConfig.
+
+    Relay side (``relay``): ``credit_bytes`` / ``resume_bytes`` (rewards.CreditConfig), ``escrow_refresh_seconds``
+    (how stale the relay's view of payers' escrow and its own price may be)."""
+
+    model_config = ConfigDict(extra="forbid")
+    sign_receipts: Literal["auto", True, False] = "auto"
+    signer_keystore: Path | None = None
+    signer_password_file: Path | None = None
+    every_bytes: int = Field(16_000_000, ge=1)
+    every_seconds: float = Field(10.0, gt=0)
+    tolerance_bytes: int = Field(256 * 1024, ge=0)
+    max_price_per_byte: int = Field(10**9, ge=1)
+    credit_bytes: int = Field(64_000_000, ge=0)
+    resume_bytes: int | None = Field(None, ge=0)
+    escrow_refresh_seconds: float = Field(10.0, gt=0)
+
+
 class Config(BaseModel):
     """A node's configuration (see module docstring)."""
 
@@ -71,6 +106,7 @@ class Config(BaseModel):
     endpoint: str | None = None
     relays: list[str] = Field(default_factory=list)
     tun: TunConfig = Field(default_factory=TunConfig)
+    payments: PaymentsConfig = Field(default_factory=PaymentsConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("rpc_url")
@@ -129,6 +165,9 @@ class Config(BaseModel):
             "device_key": fix(self.device_key),
             "owner_keystore": fix(self.owner_keystore),
             "state_dir": fix(self.state_dir),
+            "payments": self.payments.model_copy(update={
+                "signer_keystore": fix(self.payments.signer_keystore),
+                "signer_password_file": fix(self.payments.signer_password_file)}),
         })
 
 
@@ -140,7 +179,7 @@ def _describe(err: dict, data: object) -> str:
             parent = parent.get(part, {}) if isinstance(parent, dict) else {}
         model = Config
         for part in err["loc"][:-1]:
-            model = {"tun": TunConfig}.get(str(part), model)
+            model = {"tun": TunConfig, "payments": PaymentsConfig}.get(str(part), model)
         close = difflib.get_close_matches(str(err["loc"][-1]), list(model.model_fields), n=1)
         hint = f" (did you mean `{'.'.join(map(str, err['loc'][:-1] + (close[0],)))}`?)" if close else ""
         return f"unknown key `{loc}`{hint}"

@@ -9,7 +9,8 @@ Spec "Network Layer" / "Data Plane"; issue 5 "Node". Start-up order (each step n
    nothing behind), address ``<overlay>/10`` (the whole overlay routed into it), MTU, link up;
 4. peers, routes, dialers and relay links (``PeerManager.refresh``), directory subscription;
 5. the WebSocket listener when this device has an endpoint;
-6. tasks: packet pump, directory follower, housekeeping tick (timers, trust sweep, paths, status file).
+6. tasks: packet pump, directory follower, housekeeping tick (timers, trust sweep, paths, status file),
+   and with ``payments`` (node/payments.py) the relay receipts: byte counts in, receipts out.
 
 ``stop`` (an asyncio.Event; the CLI sets it on SIGINT/SIGTERM) ends ``run``: every session gets a CLOSE
 frame, links close, the listener stops, the TUN device is closed (and so removed), SQLite is closed.
@@ -61,7 +62,7 @@ class Node:
     """One device's mesh daemon. ``await Node(...).run(stop_event)``; see the module docstring."""
 
     def __init__(self, identity, syncer, settings: NodeSettings, *, endpoint: str | None = None,
-                 protocol: ProtocolConfig | None = None) -> None:
+                 protocol: ProtocolConfig | None = None, payments=None) -> None:
         self.identity = identity
         self.syncer = syncer
         self.settings = settings
@@ -77,6 +78,8 @@ class Node:
         self.started_at = time.time()
         self.ready_at: float | None = None
         self.listen_port: int | None = None
+        self._payment_setup = payments     # node.payments.PaymentSetup, or None: sign no receipts
+        self.payments = None
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks: list[asyncio.Task] = []
@@ -97,6 +100,11 @@ class Node:
             self.manager = m = PeerManager(self.identity, d, self.protocol, s, self.endpoint)
             self.pump = Pump(self.tun, m.routes, m.peers, m.incoming, m.on_events)
             m.pump = self.pump
+            if self._payment_setup is not None:
+                from shadowmesh_client.node.payments import NodePayments
+
+                self.payments = NodePayments(self._payment_setup, me.owner, me.device_id, d)
+                m.on_relay_control = self.payments.on_control
             m.refresh()
             unsubscribe = d.subscribe(m.on_directory_change)
             if s.listen and self.endpoint:
@@ -110,6 +118,8 @@ class Node:
             tasks = [loop.create_task(self.pump.run(), name="pump"),
                      loop.create_task(self.ds.run(), name="directory"),
                      loop.create_task(self._housekeeping(), name="tick")]
+            if self.payments is not None:
+                tasks.append(loop.create_task(self.payments.run(m.relays), name="payments"))
             self.ready_at = time.time()
             log.info("up: %s on %s (mtu %d), overlay %s, %d peer(s), %d relay(s)%s", self.identity.public_key.hex()[:16],
                      self.tun.name, s.mtu, self.overlay, len(m.peers), len(m.relays),
@@ -168,6 +178,8 @@ class Node:
         if self.manager is not None:
             out.update(self.manager.status())
             out["counters"] = self.pump.counters()
+        if self.payments is not None:
+            out["payments"] = self.payments.status()
         return out
 
     def write_status(self, stopped: bool = False) -> None:

@@ -52,6 +52,7 @@ class PeerManager:
         self.routes: dict[bytes, PeerState] = {}
         self.relays: dict[bytes, RelayClient] = {}
         self.pump = None  # set by the node once the TUN device is open
+        self.on_relay_control = None  # set by the node when it pays relays (node/payments.py)
         self._tasks: set[asyncio.Task] = set()
         self.revoked_closed = 0
         self.auth_refused = 0
@@ -127,6 +128,7 @@ class PeerManager:
     def _add_relay(self, key: bytes, url: str) -> None:
         client = RelayClient(self.identity, key, url, self.config, self.trusted, self._client_config(url),
                              self._on_delivery, self._reselect_all)
+        client.on_control = self.on_relay_control
         self.relays[key] = client
         for peer in self.peers.values():
             peer.relay_paths.append(RelayPath(client, peer.key))
@@ -227,15 +229,18 @@ class PeerManager:
         log.info("peer %s: direct link up (%s)", peer.key.hex()[:8], "dialled" if link.is_client else "accepted")
         on_frame = self.pump.on_frame
         key = peer.key
+
+        def deliver(frame) -> None:  # called from the link's data_received: no task wake-up per frame
+            out = on_frame(frame, key)
+            if out:
+                for i, f in enumerate(out):
+                    if not link.send_nowait(f):
+                        self._spawn(_send_all(link, out[i:]))
+                        break
+
         try:
-            while True:
-                frame = await link.recv()
-                out = on_frame(frame, key)
-                if out:
-                    for f in out:
-                        await link.send(f)
-        except LinkClosedError:
-            pass
+            link.deliver_to(deliver)
+            await link.wait_closed()
         finally:
             peer.detach_direct(link)
             log.info("peer %s: direct link down", key.hex()[:8])
@@ -297,3 +302,12 @@ class PeerManager:
         return {"peers": [p.status(t) for p in self.peers.values()],
                 "relays": [r.status() for r in self.relays.values()],
                 "auth_refused": self.auth_refused, "peers_closed": self.revoked_closed}
+
+
+async def _send_all(link: Link, frames: list) -> None:
+    """Send ``frames`` in order, waiting for room; stop quietly if the link closed."""
+    try:
+        for f in frames:
+            await link.send(f)
+    except LinkClosedError:
+        pass

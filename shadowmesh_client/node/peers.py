@@ -49,6 +49,10 @@ class DirectPath:
     def rtt(self) -> float:
         return self.link.latency
 
+    def send_nowait(self, frame) -> bool:
+        """Send now if the link has room; False (nothing sent) means: await ``send``."""
+        return self.link.send_nowait(frame)
+
     async def send(self, frame) -> None:
         await self.link.send(frame)
 
@@ -71,6 +75,11 @@ class RelayPath:
     def rtt(self) -> float:
         link = self.relay.link
         return 2 * (link.latency if link is not None else 0.0) + RELAY_RTT_PENALTY
+
+    def send_nowait(self, frame) -> bool:
+        """Send now if the relay link has room; False (nothing sent) means: await ``send``."""
+        link = self.relay.link
+        return link is not None and link.send_nowait(encode_forward(self.peer_key, frame))
 
     async def send(self, frame) -> None:
         link = self.relay.link

@@ -4,8 +4,8 @@ Spec "Data Plane". Hot path rules (issue 5 performance): per TUN wake-up, every 
 delivered is read (``read_batch``), routed by its destination overlay address with ONE dict lookup
 keyed by the 4 raw address bytes (no int or ipaddress objects), and each peer's packets go out as as
 few frames as fit ``MAX_FRAME_BYTES`` (one AEAD call and one WebSocket message per frame). No logging
-and no per-packet awaits: the only await is one ``send`` per frame, which is also the backpressure (a
-full WebSocket write buffer stops TUN reads; the kernel queue then drops and the inner TCP slows down).
+and no awaits while the path has room (``send_nowait``); a full WebSocket write buffer is the
+backpressure: TUN reads stop until it drains (the kernel queue then drops and the inner TCP slows down).
 
 Counters (monotonic, in ``counters()``): packets dropped for no route (unknown destination) or no path
 (peer known but unreachable right now), frames rejected by the protocol (forged, replayed,
@@ -32,11 +32,6 @@ _MIN_FRAME = 80                              # spec "Frame Format": 64-byte head
 _HANDSHAKE_INIT = 1
 
 
-def _wake(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
 class Pump:
     """``routes``: {4-byte overlay address: PeerState}; ``peers``: {public key: PeerState};
     ``incoming(key, frame)`` -> PeerState | None creates a peer for a trusted sender's handshake;
@@ -55,6 +50,7 @@ class Pump:
         self.send_errors = 0
         self.frames_out = 0
         self.frames_in = 0
+        self._blocked: asyncio.Future | None = None
 
     def counters(self) -> dict:
         return {"dropped_no_route": self.no_route, "dropped_no_path": self.no_path, "rejected_frames": self.rejected,
@@ -64,52 +60,69 @@ class Pump:
 
     # ---- TUN -> peers ---------------------------------------------------------------------------------
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        tun = self.tun
-        fd = tun.fileno()
-        read = tun.read_batch
-        routes = self.routes
-        while True:
-            try:
-                packets = read(READ_BATCH)
-            except TunError as exc:
-                log.error("TUN device failed: %s", exc)
-                raise
-            if not packets:
-                fut = loop.create_future()
-                loop.add_reader(fd, _wake, fut)
-                try:
-                    await fut
-                finally:
-                    loop.remove_reader(fd)
-                continue
-            if len(packets) == 1:
-                peer = routes.get(packets[0][16:20])
-                if peer is None:
-                    self.no_route += 1
-                else:
-                    await self.send(peer, packets)
-                continue
-            groups: dict = {}
-            for p in packets:
-                peer = routes.get(p[16:20])
-                if peer is None:
-                    self.no_route += 1
-                    continue
-                batch = groups.get(peer)
-                if batch is None:
-                    groups[peer] = [p]
-                else:
-                    batch.append(p)
-            for peer, batch in groups.items():
-                await self.send(peer, batch)
+        """Read the TUN device until it fails (TunError) or the task is cancelled.
 
-    async def send(self, peer, packets: list) -> None:
-        """Seal ``packets`` for ``peer`` into as few frames as fit and send them on its current path."""
-        path = peer.path
-        if path is None:
-            self.no_path += len(packets)
+        The reading happens in a reader callback registered once (``_on_readable``: read, route, seal,
+        ``path.send_nowait``), not in this task: no future, task switch or add/remove_reader per wake-up.
+        Only when a path has no room (backpressure) or is closing does the callback hand the rest of its
+        burst to this task, which stops reading until those frames are sent with ``await path.send``."""
+        loop = asyncio.get_running_loop()
+        fd = self.tun.fileno()
+        while True:
+            blocked = self._blocked = loop.create_future()
+            loop.add_reader(fd, self._on_readable)
+            try:
+                backlog = await blocked
+            finally:
+                loop.remove_reader(fd)
+            for peer, path, frames, groups in backlog:
+                if frames:
+                    await self._send_frames(peer, path, frames)
+                for other, batch in groups:
+                    await self.send(other, batch)
+
+    def _on_readable(self) -> None:
+        blocked = self._blocked
+        if blocked is None or blocked.done():
             return
+        try:
+            packets = self.tun.read_batch(READ_BATCH)
+        except TunError as exc:
+            log.error("TUN device failed: %s", exc)
+            blocked.set_exception(exc)
+            return
+        if not packets:
+            return
+        routes = self.routes
+        if len(packets) == 1:
+            peer = routes.get(packets[0][16:20])
+            if peer is None:
+                self.no_route += 1
+                return
+            rest = self._send_now(peer, packets)
+            if rest is not None:
+                blocked.set_result([(*rest, ())])
+            return
+        groups: dict = {}
+        for p in packets:
+            peer = routes.get(p[16:20])
+            if peer is None:
+                self.no_route += 1
+                continue
+            batch = groups.get(peer)
+            if batch is None:
+                groups[peer] = [p]
+            else:
+                batch.append(p)
+        items = list(groups.items())
+        for i, (peer, batch) in enumerate(items):
+            rest = self._send_now(peer, batch)
+            if rest is not None:
+                blocked.set_result([(*rest, items[i + 1:])])
+                return
+
+    def _frames(self, peer, packets: list) -> list:
+        """``packets`` sealed for ``peer`` into as few frames as fit (plus a handshake if one is needed)."""
         t = now()
         if len(packets) == 1:
             chunks = (packets,)
@@ -124,20 +137,46 @@ class Pump:
                 size += n
             chunks.append(chunk)
         session = peer.session
+        out = []
         for chunk in chunks:
             try:
-                frames = (session.seal_packets(chunk, t),)
+                out.append(session.seal_packets(chunk, t))
             except ProtocolError:  # no key yet (queue + handshake), or closed/failed (fresh session)
                 session = peer.usable_session()
-                frames = session.send_packets(chunk, t)
-            for frame in frames:
-                try:
-                    await path.send(frame)
-                except LinkClosedError:
-                    self.send_errors += 1
-                    peer.select()
-                    return
-                self.frames_out += 1
+                out.extend(session.send_packets(chunk, t))
+        return out
+
+    def _send_now(self, peer, packets: list):
+        """Seal and send without waiting. None when done (sent, or dropped for no path); else
+        ``(peer, path, frames not sent yet)`` for ``_send_frames``."""
+        path = peer.path
+        if path is None:
+            self.no_path += len(packets)
+            return None
+        frames = self._frames(peer, packets)
+        nowait = path.send_nowait
+        for i, frame in enumerate(frames):
+            if not nowait(frame):
+                return peer, path, frames[i:]
+            self.frames_out += 1
+        return None
+
+    async def _send_frames(self, peer, path, frames: list) -> None:
+        for frame in frames:
+            try:
+                await path.send(frame)
+            except LinkClosedError:
+                self.send_errors += 1
+                peer.select()
+                return
+            self.frames_out += 1
+
+    async def send(self, peer, packets: list) -> None:
+        """Seal ``packets`` for ``peer`` into as few frames as fit and send them on its current path
+        (without waiting while the path has room; then waiting for it)."""
+        rest = self._send_now(peer, packets)
+        if rest is not None:
+            await self._send_frames(*rest)
 
     # ---- paths -> TUN ---------------------------------------------------------------------------------
     def on_frame(self, frame, expected: bytes | None = None) -> list | None:

@@ -5,7 +5,9 @@ hello per attempt). The hello is the HANDSHAKE_INIT of a Session between this de
 own registry key, so the relay admits only devices its directory trusts, and we talk only to a relay
 our directory lists (the relay's answer must verify under its registered key). After the upgrade every
 message is an envelope: LOCAL frames belong to that device-relay session; DELIVER frames carry another
-device's end-to-end frame and go to ``on_frame(inner, path)`` of the node.
+device's end-to-end frame and go to ``on_frame(inner, path)`` of the node. LOCAL payloads that are
+payments control messages (rewards.messages.is_control) go to ``on_control(relay_key, payload)`` (set by
+the node when it signs receipts; node/payments.py), whose returned payloads are sent back as LOCAL.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Callable
 from shadowmesh_client.errors import ProtocolError
 from shadowmesh_client.protocol import ProtocolConfig, Session
 from shadowmesh_client.relay_core import EnvelopeError, EnvelopeType, decode, encode_local, open_delivery
+from shadowmesh_client.rewards.messages import is_control
 from shadowmesh_client.transport import ClientConfig, Link, LinkClosedError, ReconnectingClient
 from shadowmesh_client.node.peers import now
 
@@ -43,7 +46,9 @@ class RelayClient:
         self._on_change = on_change
         self.ready = False
         self.deliveries = 0
+        self.delivered_bytes = 0   # DELIVER message bytes, all links (billable: node/payments.py)
         self.malformed = 0
+        self.on_control = None     # (relay_key, payload) -> payloads to send back; payments
         self._client = ReconnectingClient(client_config, self._hello, self._on_link, peer=key)
 
     def _trusted_relay(self, key: bytes) -> bool:
@@ -101,9 +106,13 @@ class RelayClient:
                         self.malformed += 1
                         continue
                     self.deliveries += 1
+                    self.delivered_bytes += len(message)
                     pending = on_delivery(source, inner, self)
                     if pending is not None:
                         await pending
+                elif kind == _LOCAL and self.on_control is not None and is_control(message[1:]):
+                    for reply in self.on_control(self.key, message[1:]):
+                        await link.send(encode_local(reply))
                 elif kind == _LOCAL:
                     try:
                         self.session.open(message[1:], now())

@@ -45,6 +45,7 @@ class DropReason(Enum):
     RATE_LIMITED = "rate_limited"    # sender over its token bucket
     QUEUE_FULL = "queue_full"        # destination's queue at its bound (slow receiver)
     NOT_ATTACHED = "not_attached"    # message from a key with no route (raced with detach)
+    UNPAID = "unpaid"                # sender or destination out of ``RelayCore.budgets`` (payments credit)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,11 @@ class RelayCore:
         self._routes: dict[bytes, _Route] = {}
         self._usage: dict[bytes, DeviceUsage] = {}
         self.drops: Counter[DropReason] = Counter()
+        # Payments credit (relay_billing sets it): bytes each listed key may still have forwarded from or to
+        # it. Every FORWARD spends its length from the sender's and the destination's budget; at <= 0 they
+        # are dropped as UNPAID (still counted as received). LOCAL messages (receipts) always get through.
+        # Keys not listed are not limited (empty dict: no payments, one truthiness check per message).
+        self.budgets: dict[bytes, int] = {}
 
     # ---- routing table ----------------------------------------------------------------------------
     def attach(self, key: bytes, link: Any, now: float) -> Any | None:
@@ -170,6 +176,16 @@ class RelayCore:
         destination = env.key
         if destination == source:
             return self._drop(usage, DropReason.TO_SELF)
+        budgets = self.budgets
+        if budgets:
+            n = len(message)
+            left_src, left_dst = budgets.get(source), budgets.get(destination)
+            if (left_src is not None and left_src <= 0) or (left_dst is not None and left_dst <= 0):
+                return self._drop(usage, DropReason.UNPAID)
+            if left_src is not None:
+                budgets[source] = left_src - n
+            if left_dst is not None:
+                budgets[destination] = left_dst - n
         dest = self._routes.get(destination)
         if dest is None:
             return self._drop(usage, DropReason.NO_ROUTE)

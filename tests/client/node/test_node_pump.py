@@ -74,6 +74,9 @@ class _MemPath:
     def rtt(self) -> float:
         return 0.0
 
+    def send_nowait(self, frame) -> bool:
+        return False  # never room right away: exercises the pump's waiting path
+
     async def send(self, frame) -> None:
         self.frames += 1
         for reply in self.other.on_frame(bytes(frame)) or ():

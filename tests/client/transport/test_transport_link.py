@@ -230,3 +230,35 @@ def test_config_errors_name_the_setting(tmp_path):
         ServerConfig(tls_cert=str(tmp_path / "missing.pem"), tls_key=str(tmp_path / "missing.key")).ssl_context()
     with pytest.raises(ValueError):   # TransportConfigError is a ConfigError is a ValueError
         ClientConfig("wss://h/", backoff_jitter=2)
+
+
+async def test_deliver_to_callback_and_send_nowait_keep_order_backpressure_and_binary_only():
+    """The node's hot path: messages handed to a callback from data_received (no recv()), sends without
+    awaiting while there is room; send_nowait refuses (False) once the write buffer is over the limit."""
+    got, ready = [], asyncio.Event()
+    server_links = []
+
+    async def on_link(link) -> None:
+        server_links.append(link)
+        link.deliver_to(lambda m: (got.append(m), ready.set()))
+        await link.wait_closed()
+
+    async with LinkServer(ServerConfig(), accept_all, on_link) as server:
+        link = await dial(ClientConfig(server.url, limits=LinkLimits(write_limit=64 * 1024)), b"me")
+        sent, n = [], 0
+        while link.send_nowait(bytes([n % 256]) * 16_000):  # 16 KB each: stops once 64 KiB are buffered
+            sent.append(bytes([n % 256]) * 16_000)
+            n += 1
+        assert 1 <= n < 10_000 and link.messages_out == n  # refused once the buffer was over the limit
+        await link.send(b"after the refusal")                # send() waits for room, then goes out in order
+        sent.append(b"after the refusal")
+        await link._conn.send([b"frag", b"mented"])                # fragmented: reassembled
+        sent.append(b"fragmented")
+        while len(got) < len(sent):
+            ready.clear()
+            await asyncio.wait_for(ready.wait(), 5)
+        assert got == sent and server_links[0].messages_in == len(sent)
+        await link._conn.send("a text frame")                 # text: the server side closes with 1003
+        with pytest.raises(LinkClosedError, match="1003"):
+            await asyncio.wait_for(link.recv(), 5)
+        assert not link.send_nowait(b"closed")                # closed link: refused, nothing sent

@@ -1,0 +1,216 @@
+"""The device side of relay payments in the ``up`` daemon (docs/payments.md "Integration"; issue 6).
+
+``NodePayments`` feeds ``rewards.DevicePayments`` with this node's OWN byte counts per relay, sends the
+receipts it signs to that relay in LOCAL envelopes, and hands the relay's control messages (RECEIPT_ACK,
+RECEIPT_STATE) back to it. Billable bytes, counted exactly as the relay counts them (RelayCore's
+``bytes_in + bytes_out``): every WebSocket message this node sends on the relay link (``Link.bytes_out``,
+per link, summed across reconnects; FORWARDs, LOCAL frames and the receipts themselves) plus every
+DELIVER message the relay sends it (``RelayClient.delivered_bytes``). LOCAL messages from the relay are
+not counted (the relay does not count them either).
+
+Hooks (a few lines in the mesh code): ``RelayClient.on_control`` (LOCAL payloads with
+``messages.is_control``) -> :meth:`NodePayments.on_control`; the node runs :meth:`NodePayments.run`, which
+every ``TICK_SECONDS`` reads the counters, signs when ``every_bytes`` / ``every_seconds`` say so, and sends.
+The tick bounds how far a receipt lags the traffic (at 2 Gbit/s, 0.1 s = 25 MB: keep the relay's
+``credit_bytes`` above that plus ``every_bytes``). Signing (~4 ms) runs on the event loop, at most once
+per tick per relay.
+
+Who signs (``load_device_payments``, from the config's ``payments:`` section; config.PaymentsConfig): the
+owner key, or a hot key the owner authorised with ``shadowmesh-client authorize-signer``, unlocked from its
+keystore with a password from a file or the environment, never from the command line. Without one
+(``sign_receipts: auto`` and no password available, or ``false``) the node runs unpaid: free relays (price 0)
+carry its traffic as before; relays that charge stop after their credit.
+
+Not task-safe beyond the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+from eth_utils import to_checksum_address
+
+from shadowmesh_client.errors import ConfigError, KeystoreError
+from shadowmesh_client.relay_core import encode_local
+from shadowmesh_client.rewards import DevicePayments, IssuerConfig, ReceiptDomain
+from shadowmesh_client.transport import LinkClosedError
+from shadowmesh_client.node.peers import now
+
+log = logging.getLogger(__name__)
+
+SIGNER_PASSWORD_ENV = "SHADOWMESH_SIGNER_PASSWORD"
+TICK_SECONDS = 0.1
+"""Seconds between folding the relay links' byte counters into the issuers (and signing what is due)."""
+
+
+@dataclass(frozen=True)
+class PaymentSetup:
+    """What the node needs to sign receipts: where they are valid, the signing account, when to sign."""
+
+    domain: ReceiptDomain
+    signer: object               # eth-account LocalAccount (never logged)
+    issuer: IssuerConfig
+
+    def __repr__(self) -> str:   # keep the key out of any log line or traceback
+        return f"PaymentSetup(domain={self.domain}, signer={self.signer.address}, issuer={self.issuer})"
+
+
+class NodePayments:
+    def __init__(self, setup: PaymentSetup, payer: str, device_id: bytes, directory) -> None:
+        self.pay = DevicePayments(setup.domain, setup.signer, to_checksum_address(payer), device_id, setup.issuer)
+        self.directory = directory
+        self._seen: dict[bytes, list] = {}    # relay key -> [link, its bytes_out counted, delivered counted]
+        self.sent = 0
+        self.send_failed = 0
+
+    def _ensure(self, relay_key: bytes) -> bool:
+        if relay_key in self.pay.issuers:
+            return True
+        peer = self.directory.peer_for_key(relay_key, now())
+        if peer is None:
+            return False
+        self.pay.add_relay(relay_key, to_checksum_address(peer.owner), now())
+        return True
+
+    def _delta(self, key: bytes, client) -> int:
+        st = self._seen.setdefault(key, [None, 0, 0])
+        link = client.link
+        n = 0
+        if link is not st[0]:
+            if st[0] is not None:
+                n += st[0].bytes_out - st[1]   # what the old link sent after our last look
+            st[0], st[1] = link, 0
+        if link is not None:
+            n += link.bytes_out - st[1]
+            st[1] = link.bytes_out
+        n += client.delivered_bytes - st[2]
+        st[2] = client.delivered_bytes
+        return n
+
+    def on_control(self, relay_key: bytes, payload: bytes) -> list[bytes]:
+        """RelayClient hook: a payments control message from that relay; returns payloads to send back."""
+        if not self._ensure(relay_key):
+            return []
+        out = self.pay.on_control(relay_key, bytes(payload), now())
+        self.sent += len(out)
+        return [p for k, p in out if k == relay_key]
+
+    async def tick(self, relays: dict) -> None:
+        """Fold the byte counters in, sign what is due, send it (call every housekeeping tick)."""
+        t = now()
+        out = []
+        for key, client in list(relays.items()):
+            if not self._ensure(key):
+                continue
+            n = self._delta(key, client)
+            if n:
+                out += self.pay.on_usage(key, n, t)
+        out += self.pay.poll(t)
+        for key, payload in out:
+            client = relays.get(key)
+            link = client.link if client is not None else None
+            if link is None or not client.ready:
+                self.send_failed += 1   # the next receipt is cumulative: nothing is lost but time
+                continue
+            try:
+                await link.send(encode_local(payload))
+                self.sent += 1
+            except LinkClosedError:
+                self.send_failed += 1
+
+    async def run(self, relays: dict) -> None:
+        """The node's payments task: :meth:`tick` every TICK_SECONDS until cancelled."""
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            await self.tick(relays)
+
+    def status(self) -> dict:
+        return {"payer": self.pay.payer, "signer": self.pay._account.address, "receipts_sent": self.sent,
+                "send_failed": self.send_failed,
+                "relays": {k.hex(): {"counted": i.counted, "signed": i.signed, "acked": i.acked,
+                                     "relay_counted": i.relay_counted} for k, i in self.pay.issuers.items()}}
+
+
+def load_device_payments(state) -> PaymentSetup | None:
+    """The node's receipt signer from the config (cli_common.State), or None to run unpaid (logged).
+    Raises ConfigError / KeystoreError only with ``payments.sign_receipts: true``, or for a signer the owner
+    has not authorised on chain."""
+    cfg = state.config
+    pc = cfg.payments
+    required = pc.sign_receipts is True
+
+    def unpaid(why: str) -> None:
+        if required:
+            raise ConfigError(f"payments.sign_receipts is true but {why}")
+        log.warning("relay payments off: %s; free relays still carry this device's traffic, paid relays stop "
+                    "after their credit (docs/payments.md)", why)
+
+    if pc.sign_receipts is False:
+        log.info("relay payments off (payments.sign_receipts: false)")
+        return None
+    if cfg.deployments is None:
+        return unpaid("the config has no `deployments:` record (the token contract's address)")
+    dep = state.deployment()
+    if not dep.token:
+        return unpaid(f"the deployment record {dep.path} has no ShadowMeshToken")
+    keystore = pc.signer_keystore or cfg.owner_keystore
+    if keystore is None:
+        return unpaid("no receipt signer: set `payments.signer_keystore` or `owner_keystore`")
+    password = _password(pc.signer_password_file, state.owner_password_file)
+    if password is None:
+        if required and sys.stdin.isatty():
+            import click
+
+            password = click.prompt(f"Password of the receipt signer keystore {keystore}", hide_input=True)
+        else:
+            return unpaid(f"no password for the signer keystore {keystore} (set payments.signer_password_file, "
+                          f"--owner-password-file, {SIGNER_PASSWORD_ENV} or SHADOWMESH_OWNER_PASSWORD)")
+    from shadowmesh_client.chain import load_owner_account
+
+    try:
+        signer = load_owner_account(keystore, password)
+    except KeystoreError as exc:
+        if required:
+            raise
+        return unpaid(str(exc))
+    setup = PaymentSetup(ReceiptDomain(dep.chain_id, dep.token), signer,
+                         IssuerConfig(pc.every_bytes, pc.every_seconds, pc.tolerance_bytes, pc.max_price_per_byte))
+    _check_signer(state, dep, signer.address)
+    log.info("relay payments on: receipts signed by %s every %d bytes or %.0f s, price cap %d base units/byte",
+             signer.address, pc.every_bytes, pc.every_seconds, pc.max_price_per_byte)
+    return setup
+
+
+def _password(signer_file, owner_file) -> str | None:
+    for path in (signer_file, owner_file):
+        if path:
+            try:
+                return open(os.path.expanduser(str(path))).read().rstrip("\r\n")
+            except OSError as exc:
+                raise KeystoreError(f"cannot read the password file {path}: {exc.strerror}") from None
+    return os.environ.get(SIGNER_PASSWORD_ENV) or os.environ.get("SHADOWMESH_OWNER_PASSWORD") or None
+
+
+def _check_signer(state, dep, signer: str) -> None:
+    """A hot signer must be authorised by the owner; say so now rather than after the relay's credit."""
+    try:
+        owner = state.owner_address()
+    except (ConfigError, KeystoreError):
+        return
+    if owner == signer:
+        return
+    try:
+        from shadowmesh_client.rewards.onchain import TokenChain
+
+        chain = TokenChain(state.config.rpc_url, dep, timeout=5.0)
+        ok = chain.token.functions.isReceiptSigner(owner, signer).call()
+    except Exception as exc:  # noqa: BLE001 - chain unreachable: the relay will tell (BAD_SIGNATURE acks)
+        log.warning("cannot check on chain that %s may sign receipts for %s (%s)", signer, owner, type(exc).__name__)
+        return
+    if not ok:
+        raise ConfigError(f"the receipt signer {signer} is not authorised by the owner {owner}: run "
+                          f"`shadowmesh-client authorize-signer {signer}` with the owner account")

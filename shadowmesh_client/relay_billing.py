@@ -1,0 +1,257 @@
+"""The relay daemon's payments wiring (docs/payments.md "Integration"; spec "Token System", issue 6).
+
+Glue between ``RelayDaemon`` (event loop) and ``rewards.RelayPayments`` (receipt ledger in SQLite, credit
+policy). What it does:
+
+* **Receipts**: a LOCAL payload that ``messages.is_control`` recognises goes to ``on_control``; the device's
+  usage counted so far is written to the ledger first (so the receipt is checked against every byte the
+  relay received before it on that ordered link), then ``RelayPayments.on_control`` verifies and stores it
+  and only then is the ack returned for sending. The ledger lives in ``<state_dir>/receipts.sqlite``, the
+  file ``shadowmesh-client claim`` reads.
+* **Usage**: ``add_usage(key, nbytes)`` (RelayCore.take_usage's ``bytes_in + bytes_out``, from the
+  daemon's accounting) accumulates on the loop; ``settle`` writes it (one fsync'd write per active device)
+  and recomputes, per connected device, ``RelayPayments.decision``.
+* **Gating**: every connected device gets a byte budget in ``RelayCore.budgets``: ``credit_bytes`` minus its
+  unreceipted bytes while ``RelayPayments.decision`` allows it, 0 when it says "credit exceeded" or "deposit
+  exhausted". The core spends it per FORWARD (sender and destination) and drops as ``unpaid`` at 0, so a
+  device is cut off within one message of its credit, not one settle round. Budgets are recomputed every
+  ``SETTLE_SECONDS`` and right after each stored receipt; receipts (LOCAL) always get through, so a device
+  that catches up resumes (hysteresis: at ``resume_bytes``). A relay whose on-chain price is 0 is free: it
+  stores receipts it is sent but sets no budgets.
+* **RECEIPT_STATE**: ``state_for(key)`` gives the latest stored receipt of the device's channel (kept in
+  memory) for the daemon to send right after the handshake response.
+
+Threads: every ledger and chain call runs on ONE dedicated worker thread (``_run``); SQLite connections are
+bound to the thread that made them, and one thread also serialises the ledger's writes, so ``asyncio.to_thread``
+(a pool) is not used. Loop-side state (``_pending``, ``RelayCore.budgets``) is only touched on the loop; the worker
+reads ``_channels`` (dict lookups, atomic under the GIL). Not for use from other threads.
+
+Figures the daemon publishes (``status()``): per device counted / receipted / paid bytes and the decision,
+and counts of receipts stored and rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_utils import to_checksum_address
+
+from shadowmesh_client.rewards import CreditConfig, CreditPolicy, ReceiptLedger, RelayPayments, SignerCache
+from shadowmesh_client.rewards.messages import AckMessage, Kind, ReceiptMessage, RejectReason, decode
+
+log = logging.getLogger(__name__)
+
+LEDGER_FILE = "receipts.sqlite"   # in the relay's state_dir; cli_payments.LEDGER_FILE reads the same name
+SETTLE_SECONDS = 0.5
+"""Seconds between usage writes + credit decisions: a device that stops paying is cut off at most this long
+(times its rate) after it passes its credit."""
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    """What the relay daemon needs to bill (built by cli_mesh from the config)."""
+
+    rpc_url: str
+    deployment: object                       # chain.Deployment with the token
+    state_dir: Path
+    credit_bytes: int = 64_000_000
+    resume_bytes: int | None = None
+    escrow_refresh_seconds: float = 10.0
+    tolerance_bytes: int = 256 * 1024
+
+
+class RelayBilling:
+    """Create with ``await RelayBilling.open(settings, relay_owner)``; ``attach(core)`` once the server
+    exists; ``await close()`` at shutdown (flushes pending usage)."""
+
+    def __init__(self, settings: BillingSettings, relay_owner: str) -> None:
+        self.settings = settings
+        self.relay = to_checksum_address(relay_owner)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-billing")
+        self._channels: dict[bytes, tuple[str, bytes]] = {}   # device key -> (payer, device id)
+        self._pending: dict[bytes, int] = {}                  # device key -> bytes not yet in the ledger
+        self._state: dict[tuple[str, bytes], bytes] = {}      # channel -> RECEIPT_STATE payload
+        self._escrow: dict[str, tuple[int, float]] = {}       # payer -> (base units, read at)
+        self._decisions: dict[bytes, str] = {}
+        self._blocked: set[bytes] = set()
+        self._figures: dict[bytes, dict] = {}                 # device key -> ledger figures at the last settle
+        self.price = 0
+        self._price_at = 0.0
+        self.core = None
+        self.pay: RelayPayments | None = None
+        self.ledger: ReceiptLedger | None = None
+        self.chain = None
+        self.stored = 0
+        self.rejected = 0
+        self.cutoffs = 0
+
+    # ---- lifecycle ------------------------------------------------------------------------------------
+    @classmethod
+    async def open(cls, settings: BillingSettings, relay_owner: str) -> "RelayBilling":
+        b = cls(settings, relay_owner)
+        await b._run(b._open)
+        return b
+
+    def _open(self) -> None:
+        from shadowmesh_client.rewards.onchain import TokenChain
+
+        self.chain = TokenChain(self.settings.rpc_url, self.settings.deployment, timeout=5.0)
+        token = self.chain.token
+        cache = SignerCache(lambda payer, signer: token.functions.isReceiptSigner(payer, signer).call())
+        self._refresh_price(time.monotonic())
+        self.ledger = ReceiptLedger(Path(self.settings.state_dir) / LEDGER_FILE, self.chain.domain, self.relay, cache,
+                                    tolerance_bytes=self.settings.tolerance_bytes, price_per_byte=self.price)
+        policy = CreditPolicy(CreditConfig(self.settings.credit_bytes, self.settings.resume_bytes))
+        self.pay = RelayPayments(self.ledger, policy, self._channels.get, self._escrow_of, self.price)
+        for rec in self.ledger.channels():
+            if rec.latest is not None:
+                self._state[(rec.payer, rec.device_id)] = ReceiptMessage(rec.latest, Kind.RECEIPT_STATE).encode()
+        log.info("billing: relay account %s, price %d base units/byte, ledger %s (%d channel(s))", self.relay,
+                 self.price, self.ledger.path, len(self._state))
+
+    def attach(self, core) -> None:
+        self.core = core
+
+    async def close(self) -> None:
+        try:
+            if self._pending:
+                pending, self._pending = self._pending, {}
+                await self._run(self._apply_usage, pending, time.time())
+            if self.ledger is not None:
+                await self._run(self.ledger.close)
+        finally:
+            self._pool.shutdown(wait=False)
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # ---- chain reads (worker thread) ------------------------------------------------------------------
+    def _refresh_price(self, t: float) -> None:
+        try:
+            self.price = int(self.chain.token.functions.relayPrice(self.relay).call())
+            self._price_at = t
+        except Exception as exc:  # noqa: BLE001 - RPC errors: keep the last known price
+            log.warning("billing: cannot read this relay's price (%s); keeping %d", type(exc).__name__, self.price)
+        if self.pay is not None:
+            self.pay.price_per_byte = self.ledger.price_per_byte = self.price
+
+    def _escrow_of(self, payer: str) -> int:
+        t = time.monotonic()
+        hit = self._escrow.get(payer)
+        if hit is not None and t - hit[1] < self.settings.escrow_refresh_seconds:
+            return hit[0]
+        try:
+            value = int(self.chain.token.functions.escrowOf(payer).call()[0])
+        except Exception as exc:  # noqa: BLE001 - RPC errors: the last figure, or 0 (no credit) if none
+            log.warning("billing: cannot read the escrow of %s (%s)", payer, type(exc).__name__)
+            value = hit[0] if hit else 0
+        self._escrow[payer] = (value, t)
+        return value
+
+    # ---- loop side ------------------------------------------------------------------------------------
+    def learn(self, key: bytes, owner: str, device_id: bytes) -> None:
+        """The directory's (payer, device id) of an authenticated device key (call on every connect)."""
+        self._channels[key] = (to_checksum_address(owner), bytes(device_id))
+
+    def state_for(self, key: bytes) -> list[bytes]:
+        """RECEIPT_STATE payloads to send the device after the handshake response (may be empty)."""
+        ch = self._channels.get(key)
+        payload = self._state.get(ch) if ch else None
+        return [payload] if payload else []
+
+    def add_usage(self, key: bytes, nbytes: int) -> None:
+        if nbytes > 0:
+            self._pending[key] = self._pending.get(key, 0) + nbytes
+
+    async def on_control(self, key: bytes, payload: bytes) -> list[bytes]:
+        """A payments control message from ``key`` (add its usage first); returns the ack(s) to send, built
+        after the ledger committed. A stored receipt also renews the device's budget."""
+        pending, self._pending = self._pending, {}
+        out, budget = await self._run(self._control, pending, key, payload, time.time())
+        if budget is not None and self.core is not None:
+            self._set_budgets({**self.core.budgets, key: budget})
+        return out
+
+    async def settle(self, connected) -> None:
+        """Write pending usage; recompute the budgets of the ``connected`` keys (RelayCore.budgets)."""
+        pending, self._pending = self._pending, {}
+        budgets = await self._run(self._settle, pending, list(connected), time.time())
+        if self.core is not None:
+            self._set_budgets(budgets)
+
+    def _set_budgets(self, budgets: dict[bytes, int]) -> None:
+        old = self.core.budgets
+        for key, left in budgets.items():
+            was = old.get(key)
+            if left <= 0 < (was if was is not None else 1):
+                self.cutoffs += 1
+                log.warning("device %s: relaying stopped: %s", key.hex()[:16], self._decisions.get(key))
+            elif left > 0 and was is not None and was <= 0 and key in self._blocked:
+                log.info("device %s: relaying resumed (caught up)", key.hex()[:16])
+        self._blocked = {k for k, v in budgets.items() if v <= 0}
+        self.core.budgets = budgets
+
+    # ---- worker thread --------------------------------------------------------------------------------
+    def _apply_usage(self, pending: dict[bytes, int], now: float) -> None:
+        for key, n in pending.items():
+            self.pay.on_usage(key, n, now)
+
+    def _budget(self, key: bytes, now: float) -> int | None:
+        """Bytes ``key`` may still have relayed (None: not limited: unknown device or free relay)."""
+        ch = self._channels.get(key)
+        if ch is None:
+            return None
+        rec = self.ledger.channel(*ch)
+        self._figures[key] = {"counted": rec.counted, "receipted": rec.receipted, "paid": rec.paid}
+        if self.price == 0:
+            self._decisions[key] = "ok (free relay)"
+            return None
+        d = self.pay.decision(key, now)
+        self._decisions[key] = d.reason
+        return self.settings.credit_bytes - max(0, rec.counted - rec.receipted) if d.allowed else 0
+
+    def _control(self, pending: dict[bytes, int], key: bytes, payload: bytes, now: float):
+        self._apply_usage(pending, now)
+        out = self.pay.on_control(key, payload, now)
+        budget = None
+        for reply in out:
+            try:
+                ack = decode(reply)
+            except Exception:  # noqa: BLE001 - our own message; cannot fail
+                continue
+            if isinstance(ack, AckMessage) and ack.status is RejectReason.STORED:
+                self.stored += 1
+                latest = self.ledger.latest(ack.payer, ack.device_id)
+                if latest is not None:
+                    self._state[(latest.receipt.payer, latest.receipt.device_id)] = \
+                        ReceiptMessage(latest, Kind.RECEIPT_STATE).encode()
+                budget = self._budget(key, now)
+            elif isinstance(ack, AckMessage):
+                self.rejected += 1
+        return out, budget
+
+    def _settle(self, pending: dict[bytes, int], connected: list[bytes], now: float) -> dict[bytes, int]:
+        self._apply_usage(pending, now)
+        t = time.monotonic()
+        if t - self._price_at >= self.settings.escrow_refresh_seconds:
+            self._refresh_price(t)
+        budgets = {}
+        for key in connected:
+            left = self._budget(key, now)
+            if left is not None:
+                budgets[key] = left
+        return budgets
+
+    # ---- observation (loop) ---------------------------------------------------------------------------
+    def status(self) -> dict:
+        return {"relay_account": self.relay, "price_per_byte": self.price, "receipts_stored": self.stored,
+                "receipts_rejected": self.rejected, "cutoffs": self.cutoffs,
+                "blocked": sorted(k.hex() for k in self._blocked),
+                "devices": {k.hex(): dict(self._figures.get(k, {}), decision=v)
+                            for k, v in list(self._decisions.items())}}
+
