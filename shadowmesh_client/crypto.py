@@ -18,6 +18,7 @@ and the cffi buffer export pins the bytearray (it cannot be resized) while libso
 
 from __future__ import annotations
 
+import hashlib as _hashlib
 import hmac
 import os
 from typing import Callable
@@ -126,10 +127,12 @@ def x25519(private: bytes, peer_public: bytes) -> bytes:
 
 
 def blake2b(data: bytes, *, key: bytes = b"", person: bytes = b"", size: int = 32) -> bytes:
-    """BLAKE2b (RFC 7693) with optional key (<= 64 bytes) and personalisation (<= 16 bytes)."""
-    return _b.crypto_generichash_blake2b_salt_personal(
-        data, digest_size=size, key=key, person=person.ljust(16, b"\0") if person else b""
-    )
+    """BLAKE2b (RFC 7693) with optional key (<= 64 bytes) and personalisation (<= 16 bytes, zero-padded).
+
+    The same function as libsodium's ``crypto_generichash_blake2b_salt_personal`` (zero salt), computed
+    with the standard library's C implementation: ~0.9 us instead of ~5 us through PyNaCl's argument
+    checks, five calls per handshake (bench relay). The protocol's pinned vectors check the bytes."""
+    return _hashlib.blake2b(data, digest_size=size, key=key, person=person).digest()
 
 
 def _check_aead_args(ad_size: int, nonce_offset: int, key: bytes) -> None:

@@ -6,11 +6,15 @@
 3. `shadowmesh-client relay` and three `shadowmesh-client up` daemons, each its own process in its namespace;
 4. traffic: ping and a 3-second iperf3 TCP transfer A<->B (direct: B dials A's published endpoint) and
    B<->C (through the relay: neither can reach the other), with the figures and the path each took;
-5. teardown: every daemon stopped by PID (SIGTERM), every namespace deleted; what is left is printed.
+5. payments: the devices' owner deposits SMT, the relay's owner sets a price; the devices sign receipts for
+   the bytes the relay carries for them, and at the end the relay runs `shadowmesh-client claim` and
+   prints its SMT balance change;
+6. teardown: every daemon stopped by PID (SIGTERM), every namespace deleted; what is left is printed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -40,6 +44,13 @@ def main() -> int:
         prefix = lab.topo.prefix
         with lab:
             t = lab.topo
+            _say("\n== payments: B's owner deposits 5 SMT, the relay charges 1 SMT per GB (10**9 base units/byte) ==")
+            payer = json.loads(lab.cli("b", lab.b.config, "balance", "--json").stdout)["address"]
+            lab.mint(payer, 10 * 10**18)
+            _say("  " + lab.cli("b", lab.b.config, "deposit", "5").stdout.splitlines()[0])
+            _say("  " + lab.cli("relay", lab.relay.config, "set-price", str(10**9)).stdout.splitlines()[0])
+            lab.wait_for(lambda: (lab.status(lab.relay).get("payments") or {}).get("price_per_byte"), 15,
+                         "the relay to see its price")
             _say("\n== the directory as device A sees it (`shadowmesh-client peers`) ==")
             _say(lab.cli("a", lab.a.config, "peers").stdout.rstrip())
             for name, src, dst in (("A <-> B, direct", lab.b, lab.a), ("B <-> C, through the relay", lab.b, lab.c)):
@@ -57,12 +68,26 @@ def main() -> int:
             for dev in (lab.a, lab.b, lab.c):
                 u = usage.get(dev.public_key, {})
                 _say(f"  {dev.name}: {u.get('bytes_in', 0):>13,} bytes in, {u.get('bytes_out', 0):>13,} bytes out")
+            _say("\n== the relay claims its reward (`shadowmesh-client claim`) ==")
+            time.sleep(1.5)   # the last receipts (every 16 MB or 10 s) reach the ledger
+            before = _wallet(lab)
+            _say(lab.cli("relay", lab.relay.config, "claim").stdout.rstrip())
+            after = _wallet(lab)
+            from shadowmesh_client.rewards.onchain import format_smt
+
+            _say(f"  relay wallet: {format_smt(before)} -> {format_smt(after)} SMT (+{format_smt(after - before)})")
             _say("\n== stopping the daemons (SIGTERM) ==")
             for dev in (lab.a, lab.b, lab.c, lab.relay):
                 _say(f"  {dev.name}: exit code {lab.stop(dev)}")
         left = [ns for ns in list_namespaces() if ns.startswith(prefix)]
         _say(f"\n== torn down in {time.monotonic() - started:.1f} s; namespaces left: {left or 'none'} ==")
     return 0
+
+
+def _wallet(lab) -> int:
+    from shadowmesh_client.rewards.onchain import parse_smt
+
+    return parse_smt(json.loads(lab.cli("relay", lab.relay.config, "balance", "--json").stdout)["wallet"])
 
 
 if __name__ == "__main__":

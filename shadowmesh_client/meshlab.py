@@ -179,6 +179,15 @@ class MeshLab:
         self.devices[name] = dev
         return dev
 
+    def mint(self, to: str, amount: int) -> None:
+        """Mint ``amount`` SMT base units to ``to`` with the deployer (anvil account 0, the token's minter)."""
+        code = ("import sys;from eth_account import Account;from shadowmesh_client.chain import load_deployment;"
+                "from shadowmesh_client.rewards.onchain import TokenChain;"
+                "c=TokenChain(sys.argv[1],load_deployment(sys.argv[2]));"
+                "c.transact(Account.from_key(sys.argv[3]),c.token.functions.mint(sys.argv[4],int(sys.argv[5])))")
+        self.topo.run("anvil", [sys.executable, "-c", code, self.rpc_url, str(self.deployment), ANVIL_KEYS[0], to,
+                                str(amount)], timeout=60)
+
     def revoke(self, dev: Device) -> dict:
         return json.loads(self.cli(dev.ns, dev.config, "revoke", "--json").stdout)
 
@@ -200,10 +209,12 @@ class MeshLab:
         return self._spawn(dev, "up", "--tun-name", f"sm{dev.name}"[:15], "--status-file", str(dev.status_file),
                            *listen, *extra)
 
-    def start_relay(self, dev: Device, *extra: str) -> subprocess.Popen:
+    def start_relay(self, dev: Device, *extra: str, listen: str | None = None) -> subprocess.Popen:
+        """``listen`` ("HOST:PORT") defaults to all addresses on the published endpoint's port; behind a
+        TLS-terminating proxy (the endpoint is the proxy's URL) give the backend address instead."""
         hostport = dev.endpoint.split("/")[2]
-        return self._spawn(dev, "relay", "--listen", f"0.0.0.0:{hostport.rsplit(':', 1)[1]}",
-                           "--status-file", str(dev.status_file), *extra)
+        listen = listen or f"0.0.0.0:{hostport.rsplit(':', 1)[1]}"
+        return self._spawn(dev, "relay", "--listen", listen, "--status-file", str(dev.status_file), *extra)
 
     def stop(self, dev: Device, timeout: float = 10.0) -> int | None:
         if dev.proc is None:
@@ -266,7 +277,7 @@ def standard_mesh(workdir: str | os.PathLike, *, node_args: tuple[str, ...] = ()
         lab.start_chain()
         progress(f"chain: anvil at {lab.rpc_url}, contracts deployed ({time.monotonic() - t0:.1f} s)")
         net = lab.create_network("relay")
-        lab.relay = lab.add_device("relay", net, endpoint=RELAY_URL, relay=True)
+        lab.relay = lab.add_device("relay", net, endpoint=RELAY_URL, relay=True, owner=2)  # paid by the devices' owner
         lab.a = lab.add_device("a", net, endpoint=A_URL)
         lab.b = lab.add_device("b", net)
         lab.c = lab.add_device("c", net)
