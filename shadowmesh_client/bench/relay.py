@@ -55,6 +55,7 @@ QUICK_SESSIONS = 2_000
 PER_CLIENT_PROCESS = 2_500      # sessions per client process (well under its descriptor limit)
 CONCURRENCY = 64                # upgrades in flight per client process (the listen backlog is 100)
 FD_MARGIN = 256                 # descriptors a process keeps for itself (pipes, files, listener)
+IDLE_SECONDS = 10.0             # seconds over which the relay's idle CPU is measured
 TARGET_BYTES_PER_SESSION = 25_000
 TARGET_HANDSHAKES_PER_S = 2_000
 PATH = "/api/v1/ws/bench-relay-scale"
@@ -165,13 +166,16 @@ async def _relay_main(args) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := (await reader.readline()).strip():  # "rss" -> figures; EOF -> exit
+        cpu_now = cpu_seconds()  # before the collection below
         gc.collect()
         out = {"rss_kib": rss_kib(), "links": len(server.links), "routes": len(server.core),
                "sessions": len(daemon.sessions), "refused": daemon.refused, "authenticated": stamps["ok"],
                "cpu_span_s": stamps["cpu_last"] - stamps["cpu_first"] if stamps["ok"] > 1 else None,
+               "cpu_now": cpu_now,
                "auth_span_s": (stamps["last"] - stamps["first"]) if stamps["ok"] > 1 else None}
         if snapshot is not None and line == b"profile":
             out["top"] = _top(tracemalloc.take_snapshot().compare_to(snapshot, "traceback"), len(server.links))
+        out["cpu_after"] = cpu_seconds()
         print(json.dumps(out), flush=True)
     await server.close()
 
@@ -313,6 +317,11 @@ def measure(sessions: int, *, clients: int | None = None, concurrency: int = CON
             if after["cpu_span_s"] else None,
             "client_cpu_us_per_connect": round(sum(r["cpu_s"] for r in results) * 1e6 / max(connected, 1)),
         })
+        # idle cost: the relay's CPU while every session only exchanges WebSocket heartbeats
+        time.sleep(IDLE_SECONDS)
+        _send(relay, "rss")
+        idle = _read_json(relay, 120, "relay")
+        out["idle_cpu_percent"] = round((idle["cpu_now"] - after["cpu_after"]) / IDLE_SECONDS * 100, 1)
         if profile:
             out["profile_top"] = after.get("top", [])
         out["memory_within_target"] = out["bytes_per_session"] <= TARGET_BYTES_PER_SESSION
@@ -347,6 +356,7 @@ def _table(r: dict) -> str:
          f"= {1e6 / r['relay_cpu_us_per_handshake']:,.0f}/s on one free core" if r['relay_cpu_us_per_handshake'] else ""),
         ("connects per second (clients)", f"{r['client_connects_per_s']:,}", f"wall {r['connect_wall_s']} s"),
         ("client CPU per connect", f"{r['client_cpu_us_per_connect']} us", "dial + handshake, all client processes"),
+        ("relay CPU while idle", f"{r['idle_cpu_percent']} %", f"of one core, {r['relay_links']:,} links, heartbeats only"),
         ("relay sessions kept", f"{r['relay_sessions_kept']:,}", "protocol Session objects after handshake"),
         ("client errors", sum(r["client_errors"].values()), json.dumps(r["client_errors"]) if r["client_errors"] else ""),
         ("open files (soft/hard)", f"{r['relay_nofile'][0]:,}/{r['relay_nofile'][1]:,}",

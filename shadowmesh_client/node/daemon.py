@@ -95,7 +95,7 @@ class Node:
             self.overlay = str(me.overlay_address)
             self.endpoint = self.endpoint or me.endpoint
             s = self.settings
-            self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=os.environ.get("SMT_VNET", "1") == "1")  # TMPTOGGLE
+            self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=True)  # coalesced TCP writes (tun/gro.py)
             configure(self.tun.name, f"{self.overlay}/{OVERLAY_PREFIX}", mtu=s.mtu)
             self.manager = m = PeerManager(self.identity, d, self.protocol, s, self.endpoint)
             self.pump = Pump(self.tun, m.routes, m.peers, m.incoming, m.on_events)
