@@ -1,4 +1,4 @@
-"""Dispatcher: ``python -m shadowmesh_client.bench <protocol|directory|mesh|all> [--json PATH] [--quick]``.
+"""Dispatcher: ``python -m shadowmesh_client.bench <protocol|directory|mesh|relay|all> [--json PATH] [--quick]``.
 
 Benchmark modules are imported lazily, so a missing one (not written yet) is skipped with a message
 instead of breaking the others.
@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ("protocol", "directory", "mesh")
+BENCHMARKS = ("protocol", "directory", "mesh", "relay")
 
 
 def main(argv: list[str] | None = None) -> int:

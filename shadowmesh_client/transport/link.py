@@ -211,15 +211,22 @@ class _DirectDelivery:
 
 # Shared placeholders: once open, a connection no longer needs the upgrade's request and response
 # (about 2.7 KB of header objects per link). websockets tests ``request is None`` / ``response is None``
-# to recognise the first event, so they are replaced, not cleared.
+# to recognise the first event, so they are replaced, not cleared. The originals' headers are emptied
+# as well: websockets' sans-I/O parser generator (``ServerProtocol.parse``, ``ClientProtocol.parse``)
+# keeps the parsed Request/Response in a local variable for the whole life of the connection, so
+# replacing the attribute alone freed nothing on the server side (measured: -2.9 KB per relay link).
 _EMPTY_REQUEST = Request("/", Headers())
 _EMPTY_RESPONSE = Response(101, "Switching Protocols", Headers())
 
 
 def _drop_handshake(connection: Connection) -> None:
-    if getattr(connection, "request", None) is not None:
+    request = getattr(connection, "request", None)
+    if request is not None and request is not _EMPTY_REQUEST:
+        request.headers.clear()
         connection.request = _EMPTY_REQUEST
-    if getattr(connection, "response", None) is not None:
+    response = getattr(connection, "response", None)
+    if response is not None and response is not _EMPTY_RESPONSE:
+        response.headers.clear()
         connection.response = _EMPTY_RESPONSE
 
 

@@ -157,6 +157,7 @@ class LinkServer:
             for frame in frames:
                 if len(frame):  # an empty response means "nothing to send back"
                     await link.send(frame)
+            response = frames = frame = None  # not kept alive by this frame for the link's lifetime
             await self._on_link(link)
         except asyncio.CancelledError:
             raise

@@ -6,6 +6,12 @@ non-blocking; register it with ``loop.add_reader(dev.fileno(), ...)`` and call `
 
 Each ``read`` returns exactly one packet (IFF_NO_PI), at most the MTU long; the buffer is always
 ``MAX_MTU`` so raising the MTU later (``configure``) never truncates a packet.
+
+``vnet_hdr=True`` (what the node uses; issue 5 performance) adds IFF_VNET_HDR: every read and write
+carries a 10-byte ``virtio_net_hdr`` in front, hidden from the caller. Reads never get offloaded
+packets (no TUNSETOFFLOAD); ``write_batch`` merges runs of TCP segments into GSO super-packets
+(``gro.py``), so the kernel's receive path runs once per run instead of once per segment. Packets
+``read_batch`` returns above 4 KiB are then read-only memoryviews over the read's bytes (no copy).
 Address, MTU, routes and link state are set by ``configure.configure`` (netlink via pyroute2).
 Not thread-safe.
 """
@@ -37,6 +43,7 @@ _IFREQ = "16sH22x"  # struct ifreq: name, short flags (or int mtu), padding to 4
 _IFREQ_MTU = "16si20x"
 
 _READ_SIZE = MAX_MTU
+_COPY_BELOW = 4096  # bytes: vnet_hdr reads up to this size are copied out, larger ones returned as views
 
 
 def check_ifname(name: str) -> str:
@@ -61,11 +68,6 @@ class LinuxTun(TunDevice):
     def __init__(self, fd: int, name: str, ctl: socket.socket, ipv4_only: bool, vnet_hdr: bool = False) -> None:
         self._fd = fd
         self.vnet_hdr = vnet_hdr
-        if vnet_hdr:  # reads land in preallocated buffers (header, packet): one copy out, no big allocation
-            self._rx_hdr = bytearray(VNET_HDR_SIZE)
-            self._rx_buf = bytearray(_READ_SIZE)
-            self._rx_bufs = [self._rx_hdr, self._rx_buf]
-            self._rx_view = memoryview(self._rx_buf)
         self._name = name
         self._ctl = ctl  # AF_INET socket in the device's namespace, for MTU ioctls
         self._ipv4_only = ipv4_only
@@ -127,18 +129,20 @@ class LinuxTun(TunDevice):
         stats.rx_packets += len(out)
         return out
 
-    def _read_batch_vnet(self, max_packets: int) -> list[bytes]:
-        out: list[bytes] = []
-        readv, fd, stats, bufs, view, hdr = os.readv, self._fd, self.stats, self._rx_bufs, self._rx_view, self._rx_hdr
+    def _read_batch_vnet(self, max_packets: int) -> list:
+        out: list = []
+        read, fd, stats, size = os.read, self._fd, self.stats, _READ_SIZE + VNET_HDR_SIZE
         try:
             for _ in range(max_packets):
-                n = readv(fd, bufs) - VNET_HDR_SIZE
-                # no TUNSETOFFLOAD: the kernel never hands over GSO packets or partial checksums
-                if n <= 0 or hdr[1] or (self._ipv4_only and view[0] >> 4 != 4):
+                data = read(fd, size)
+                # no TUNSETOFFLOAD: the kernel never hands over GSO packets (gso_type, byte 1, is 0)
+                if len(data) <= VNET_HDR_SIZE or data[1] or (self._ipv4_only and data[VNET_HDR_SIZE] >> 4 != 4):
                     stats.rx_dropped_non_ipv4 += 1
                     continue
-                out.append(bytes(view[:n]))
-                stats.rx_bytes += n
+                # small packets: a bytes copy (cheap); large ones: a read-only view past the header
+                # (no 64 KiB copy; hashable and compares equal to bytes, like the copy would)
+                out.append(data[VNET_HDR_SIZE:] if len(data) <= _COPY_BELOW else memoryview(data)[VNET_HDR_SIZE:])
+                stats.rx_bytes += len(data) - VNET_HDR_SIZE
         except BlockingIOError:
             pass
         except OSError as e:
