@@ -86,11 +86,15 @@ class Pump:
         if blocked is None or blocked.done():
             return
         try:
-            packets = self.tun.read_batch(READ_BATCH)
+            self._read_and_send(blocked)
         except TunError as exc:
             log.error("TUN device failed: %s", exc)
             blocked.set_exception(exc)
-            return
+        except Exception as exc:  # a bug: end run() with it (as an exception in a task would), not loop forever
+            blocked.set_exception(exc)
+
+    def _read_and_send(self, blocked: asyncio.Future) -> None:
+        packets = self.tun.read_batch(READ_BATCH)
         if not packets:
             return
         routes = self.routes
