@@ -18,6 +18,10 @@ policy). What it does:
   ``SETTLE_SECONDS`` and right after each stored receipt; receipts (LOCAL) always get through, so a device
   that catches up resumes (hysteresis: at ``resume_bytes``). A relay whose on-chain price is 0 is free: it
   stores receipts it is sent but sets no budgets.
+* **Lost counts**: a receipt above the relay's count (+ tolerance) is rejected OVER_COUNT and answered with
+  RELAY_COUNT as well (``RelayPayments.on_control``): usage lost in a crash (up to ``SETTLE_SECONDS`` of it)
+  or on a dead link makes the device's count run ahead of ours for good, and the device lowers its count to
+  ours instead of being cut off (docs/payments.md "Lost counts"; ``count_answers`` in the status).
 * **RECEIPT_STATE**: ``state_for(key)`` gives the latest stored receipt of the device's channel (kept in
   memory) for the daemon to send right after the handshake response.
 
@@ -42,7 +46,7 @@ from pathlib import Path
 from eth_utils import to_checksum_address
 
 from shadowmesh_client.rewards import CreditConfig, CreditPolicy, ReceiptLedger, RelayPayments, SignerCache
-from shadowmesh_client.rewards.messages import AckMessage, Kind, ReceiptMessage, RejectReason, decode
+from shadowmesh_client.rewards.messages import AckMessage, CountMessage, Kind, ReceiptMessage, RejectReason, decode
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,7 @@ class RelayBilling:
         self.chain = None
         self.stored = 0
         self.rejected = 0
+        self.count_answers = 0    # RELAY_COUNT messages sent (after OVER_COUNT rejections)
         self.cutoffs = 0
 
     # ---- lifecycle ------------------------------------------------------------------------------------
@@ -233,6 +238,11 @@ class RelayBilling:
                 budget = self._budget(key, now)
             elif isinstance(ack, AckMessage):
                 self.rejected += 1
+            elif isinstance(ack, CountMessage):
+                self.count_answers += 1
+                log.info("device %s: receipt for %d bytes above our count %d (usage lost in a restart or on a "
+                         "dead link): sent our count so it converges down to it", key.hex()[:16],
+                         ack.receipt_cumulative, ack.relay_counted)
         return out, budget
 
     def _settle(self, pending: dict[bytes, int], connected: list[bytes], now: float) -> dict[bytes, int]:
@@ -250,7 +260,7 @@ class RelayBilling:
     # ---- observation (loop) ---------------------------------------------------------------------------
     def status(self) -> dict:
         return {"relay_account": self.relay, "price_per_byte": self.price, "receipts_stored": self.stored,
-                "receipts_rejected": self.rejected, "cutoffs": self.cutoffs,
+                "receipts_rejected": self.rejected, "count_answers": self.count_answers, "cutoffs": self.cutoffs,
                 "blocked": sorted(k.hex() for k in self._blocked),
                 "devices": {k.hex(): dict(self._figures.get(k, {}), decision=v)
                             for k, v in list(self._decisions.items())}}

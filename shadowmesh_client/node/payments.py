@@ -2,11 +2,14 @@
 
 ``NodePayments`` feeds ``rewards.DevicePayments`` with this node's OWN byte counts per relay, sends the
 receipts it signs to that relay in LOCAL envelopes, and hands the relay's control messages (RECEIPT_ACK,
-RECEIPT_STATE) back to it. Billable bytes, counted exactly as the relay counts them (RelayCore's
-``bytes_in + bytes_out``): every WebSocket message this node sends on the relay link (``Link.bytes_out``,
-per link, summed across reconnects; FORWARDs, LOCAL frames and the receipts themselves) plus every
-DELIVER message the relay sends it (``RelayClient.delivered_bytes``). LOCAL messages from the relay are
-not counted (the relay does not count them either).
+RECEIPT_STATE, RELAY_COUNT) back to it; a RELAY_COUNT (the relay lost part of its count) makes the device
+lower its count to the relay's and answer with a receipt at once (status ``written_off``).
+
+Billable bytes, counted exactly as the relay counts them (RelayCore's ``bytes_in + bytes_out``): every
+WebSocket message this node sends on the relay link (``Link.bytes_out``, per link, summed across reconnects;
+FORWARDs, LOCAL frames and the receipts themselves) plus every DELIVER message the relay sends it
+(``RelayClient.delivered_bytes``). LOCAL messages from the relay are not counted (the relay does not count
+them either).
 
 Hooks (a few lines in the mesh code): ``RelayClient.on_control`` (LOCAL payloads with
 ``messages.is_control``) -> :meth:`NodePayments.on_control`; the node runs :meth:`NodePayments.run`, which
@@ -132,7 +135,8 @@ class NodePayments:
         return {"payer": self.pay.payer, "signer": self.pay._account.address, "receipts_sent": self.sent,
                 "send_failed": self.send_failed,
                 "relays": {k.hex(): {"counted": i.counted, "signed": i.signed, "acked": i.acked,
-                                     "relay_counted": i.relay_counted} for k, i in self.pay.issuers.items()}}
+                                     "relay_counted": i.relay_counted, "written_off": i.written_off}
+                           for k, i in self.pay.issuers.items()}}
 
 
 def load_device_payments(state) -> PaymentSetup | None:

@@ -8,9 +8,18 @@ What a device counts for a relay ("billable bytes", the same metric as RelayCore
 length of every DELIVER message the relay sends it. LOCAL messages from the relay (acks) are not counted.
 
 Guarantee: the cumulative bytes in a receipt never exceed ``counted + tolerance_bytes``, where ``counted`` is
-the device's own count (plus a baseline it can prove it signed before, see :meth:`adopt`). The relay's own
-figure (carried in its acks) is used only to round the next receipt up within that tolerance, so in-flight
-data the relay has already counted does not look unreceipted to it forever.
+the device's own count (plus a baseline it can prove it signed before, see :meth:`adopt`), minus what it
+wrote off on the relay's word (:meth:`on_relay_count`). The relay's own figure (carried in its acks) is used
+only to round the next receipt up within that tolerance, so in-flight data the relay has already counted
+does not look unreceipted to it forever; it never raises ``counted``.
+
+Converging after the relay lost part of its count (docs/payments.md "Lost counts"): a relay killed before it
+persisted its latest usage, or a link that died with data the relay never received, leaves the relay's count
+below the device's for good, so every later receipt would be rejected OVER_COUNT and the device cut off when
+its credit runs out. The relay therefore answers such a rejection with RELAY_COUNT (its own count when it
+checked that receipt); :meth:`on_relay_count` lowers ``counted`` by the difference, in the device's favour
+(never raising it), at most once per receipt signed since the previous correction, so one loss reported by
+several in-flight receipts is written off once.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from shadowmesh_client.rewards.errors import PaymentConfigError, ReceiptError
 from shadowmesh_client.rewards.receipts import Receipt, ReceiptDomain, SignedReceipt, sign_receipt
 
 MB = 1_000_000  # bytes
+_OPEN_MAX = 256  # receipts remembered (figures signed since the last correction) to match RELAY_COUNT answers
 
 
 @dataclass(frozen=True)
@@ -56,10 +66,13 @@ class ReceiptIssuer:
         self.domain = domain
         self._account = account  # eth-account LocalAccount: payer or a signer authorised with setReceiptSigner
         self._template = Receipt(payer, device_id, relay, 0, config.max_price_per_byte)
-        self.counted = baseline          # bytes this device counted for the relay, cumulative
-        self.signed = baseline           # cumulative bytes of the last receipt signed (0: none)
+        self.counted = baseline          # bytes this device counted for the relay, cumulative, minus written_off
+        self.signed = baseline           # floor of the next receipt: the last one signed (lowered by a correction)
+        self.highest = baseline          # the highest cumulative ever signed (acks above it are not ours)
         self.acked = 0                   # cumulative bytes the relay acknowledged storing
         self.relay_counted = 0           # the relay's own figure from its last ack (untrusted)
+        self.written_off = 0             # bytes taken off ``counted`` because the relay never counted them
+        self._open: dict[int, None] = {}  # figures signed since the last correction (insertion-ordered)
         self._signed_at = now
         self.last: SignedReceipt | None = None
 
@@ -99,13 +112,41 @@ class ReceiptIssuer:
                                                    self._template.relay, cumulative,
                                                    self._template.max_price_per_byte), self._account)
         self.signed, self._signed_at, self.last = cumulative, now, signed
+        self.highest = max(self.highest, cumulative)
+        self._open[cumulative] = None
+        if len(self._open) > _OPEN_MAX:
+            del self._open[next(iter(self._open))]
         return signed
 
     def on_ack(self, cumulative: int, relay_counted: int) -> None:
         """The relay stored our receipt up to ``cumulative`` and counts ``relay_counted`` bytes for us."""
-        if cumulative <= self.signed:
+        if cumulative <= self.highest:
             self.acked = max(self.acked, cumulative)
         self.relay_counted = relay_counted  # latest figure (the relay's count only grows; a lower one is its loss)
+
+    def on_relay_count(self, rejected: int, stored: int, relay_counted: int) -> int:
+        """The relay rejected our receipt for ``rejected`` bytes as above its count, which was ``relay_counted``
+        when it checked it (``stored``: the receipt it keeps). Writes the difference off our count so the next
+        receipt matches the relay's figure; returns the bytes written off (0: nothing to do, or an answer to a
+        receipt signed before the last correction, or to none of ours, ignored).
+
+        Only ever lowers ``counted``: by ``rejected - max(relay_counted, acked)``, never below what the relay
+        acknowledged storing. The bytes since the rejected receipt was signed stay counted, so the device keeps
+        paying for what it carries after the loss. The caller should send a receipt at once (``poll(force=True)``)."""
+        if rejected not in self._open:
+            return 0
+        self.on_ack(stored, relay_counted)
+        lost = rejected - max(relay_counted, self.acked)
+        if lost <= 0:
+            return 0
+        lost = min(lost, self.counted - self.acked)
+        if lost <= 0:
+            return 0
+        self.counted -= lost
+        self.written_off += lost
+        self.signed = self.acked          # receipts signed before the correction were rejected or are moot
+        self._open.clear()                # their answers describe the loss just written off: ignore them
+        return lost
 
     def adopt(self, stored: SignedReceipt) -> bool:
         """Resume after a restart from the latest receipt the relay holds for this channel: accepted only if
@@ -118,6 +159,7 @@ class ReceiptIssuer:
         if stored.recover(self.domain) != self._account.address:
             raise ReceiptError("the relay's stored receipt is not signed by this device's signer: ignored")
         self.acked = max(self.acked, rc.cumulative_bytes)
+        self.highest = max(self.highest, rc.cumulative_bytes)
         if rc.cumulative_bytes <= self.signed:
             return False
         self.counted = max(self.counted, rc.cumulative_bytes)

@@ -11,6 +11,13 @@ version << 4 = 0x1X) and a version byte (1), then a kind byte. Integers are big-
                    (status 0 = stored; else a RejectReason and cumulativeBytes is what stays stored)
     RECEIPT_STATE  (0x03, relay -> device on connect), same body as RECEIPT: the latest receipt the relay
                    holds for the device, so a restarted device resumes from a figure it signed itself.
+    RELAY_COUNT    (0x04, relay -> device, right after an OVER_COUNT ack), 151 bytes:
+        payer 20 | deviceId 32 | receiptCumulative 32 (the rejected receipt's figure) |
+        storedCumulative 32 | relayCounted 32 (the relay's own count when it checked that receipt)
+                   Lets the device lower its count to the relay's after the relay lost part of its count
+                   (crash, bytes lost on a dead link); rewards/issuer.py ReceiptIssuer.on_relay_count.
+                   Added in version 1 as a new kind: older devices ignore it (unknown kind), and every
+                   older message still decodes unchanged.
 
 Decoding checks exact lengths and raises ControlMessageError only.
 """
@@ -31,12 +38,14 @@ VERSION = 1
 _HEAD = struct.Struct(">BBB")
 _RECEIPT = struct.Struct(">20s32s20s32s32s32s32s")  # 200 bytes
 _ACK = struct.Struct(">20s32s32sQB")                 # 93 bytes (+3 header = 96)
+_COUNT = struct.Struct(">20s32s32s32s32s")           # 148 bytes (+3 header = 151)
 
 
 class Kind(IntEnum):
     RECEIPT = 0x01
     RECEIPT_ACK = 0x02
     RECEIPT_STATE = 0x03
+    RELAY_COUNT = 0x04
 
 
 class RejectReason(IntEnum):
@@ -82,7 +91,24 @@ class AckMessage:
             self.cumulative_bytes.to_bytes(32, "big"), min(self.relay_counted, 2**64 - 1), self.status)
 
 
-def decode(payload: bytes | memoryview) -> ReceiptMessage | AckMessage:
+@dataclass(frozen=True)
+class CountMessage:
+    """The relay's own count for a channel, sent after it rejected ``receipt_cumulative`` as OVER_COUNT."""
+
+    payer: str
+    device_id: bytes
+    receipt_cumulative: int
+    stored_cumulative: int
+    relay_counted: int
+
+    def encode(self) -> bytes:
+        return _HEAD.pack(MAGIC, VERSION, Kind.RELAY_COUNT) + _COUNT.pack(
+            bytes.fromhex(to_checksum_address(self.payer)[2:]), self.device_id,
+            self.receipt_cumulative.to_bytes(32, "big"), self.stored_cumulative.to_bytes(32, "big"),
+            self.relay_counted.to_bytes(32, "big"))
+
+
+def decode(payload: bytes | memoryview) -> ReceiptMessage | AckMessage | CountMessage:
     data = bytes(payload)
     if len(data) < _HEAD.size:
         raise ControlMessageError(f"payments control message of {len(data)} bytes is too short")
@@ -106,6 +132,12 @@ def decode(payload: bytes | memoryview) -> ReceiptMessage | AckMessage:
             return ReceiptMessage(SignedReceipt(rc, r, vs), kind)
         except ReceiptError as exc:
             raise ControlMessageError(str(exc)) from None
+    if kind is Kind.RELAY_COUNT:
+        if len(body) != _COUNT.size:
+            raise ControlMessageError(f"RELAY_COUNT body must be {_COUNT.size} bytes, got {len(body)}")
+        payer, device, rejected, stored, counted = _COUNT.unpack(body)
+        return CountMessage(to_checksum_address("0x" + payer.hex()), device, int.from_bytes(rejected, "big"),
+                            int.from_bytes(stored, "big"), int.from_bytes(counted, "big"))
     if len(body) != _ACK.size:
         raise ControlMessageError(f"RECEIPT_ACK body must be {_ACK.size} bytes, got {len(body)}")
     payer, device, cum, counted, status = _ACK.unpack(body)
