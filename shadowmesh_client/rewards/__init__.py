@@ -5,7 +5,7 @@ the control messages between them, and the on-chain escrow/claim operations. Spe
 receipts.py  Receipt / ReceiptDomain / SignedReceipt, sign_receipt (EIP-712, EIP-2098 compact)   pure
 issuer.py    ReceiptIssuer: when and for how much the device signs                               pure
 credit.py    CreditPolicy: stop/resume relaying for a device                                     pure
-messages.py  RECEIPT / RECEIPT_ACK / RECEIPT_STATE in LOCAL envelopes                            pure
+messages.py  RECEIPT / RECEIPT_ACK / RECEIPT_STATE / RELAY_COUNT in LOCAL envelopes              pure
 ledger.py    ReceiptLedger: verified receipts in SQLite (WAL, synchronous=FULL)                  file I/O
 hooks.py     DevicePayments / RelayPayments: what the node and relay daemons call                no sockets
 onchain.py   deposit, withdraw, balance, claim (claimBatch), earnings                            chain

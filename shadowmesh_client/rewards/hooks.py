@@ -7,7 +7,8 @@ Device daemon (node), per relay it uses::
     pay.add_relay(relay_key, relay_address)              # relay_address: the relay's owner (directory)
     out = pay.on_usage(relay_key, nbytes, now)           # every message sent to / DELIVER received from it
     out += pay.poll(now)                                 # on a timer (e.g. every second)
-    out += pay.on_control(relay_key, payload, now)       # a LOCAL payload with messages.is_control(payload)
+    out += pay.on_control(relay_key, payload, now)       # a LOCAL payload with messages.is_control(payload):
+                                                         # acks, RECEIPT_STATE, RELAY_COUNT (may answer a receipt)
     for payload in out: send encode_local(payload) to that relay     (out: list[(relay_key, payload)])
 
 Relay daemon::
@@ -86,7 +87,6 @@ class DevicePayments:
                 issuer.on_ack(0, msg.relay_counted)
             return self._maybe(relay_key, issuer, now)
         if isinstance(msg, CountMessage):
-            return []  # TEMP pre-fix check
             t = issuer.channel
             if (msg.payer, msg.device_id) != (t.payer, t.device_id):
                 return []

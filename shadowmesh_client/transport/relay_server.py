@@ -39,6 +39,11 @@ OnLocal = Callable[[bytes, memoryview], Union[Awaitable[Sequence[bytes] | None],
 
 CLOSE_REPLACED = 4000   # application close code: a newer link for the same device took over
 CLOSE_REVOKED = 4001    # application close code: the relay dropped the device (revoked/expired)
+MAX_LOCAL_IN_FLIGHT = 8  # per link: awaitable on_local replies pending before the reader waits (backpressure)
+
+
+async def _ready(value):
+    return value
 
 
 class RelayServer:
@@ -53,6 +58,7 @@ class RelayServer:
         self._clock = clock
         self._writers: dict[bytes, asyncio.Task] = {}
         self._closers: set[asyncio.Task] = set()
+        self._repliers: dict[Link, list[asyncio.Task]] = {}   # per link: LOCAL replies in flight, in order
         self._server = LinkServer(config, self._auth, self._on_link)
 
     # ---- lifecycle --------------------------------------------------------------------------------
@@ -61,7 +67,8 @@ class RelayServer:
 
     async def close(self) -> None:
         await self._server.close()
-        for task in list(self._writers.values()) + list(self._closers):
+        replies = [t for tasks in self._repliers.values() for t in tasks]
+        for task in list(self._writers.values()) + list(self._closers) + replies:
             task.cancel()
 
     async def __aenter__(self) -> "RelayServer":
@@ -123,18 +130,67 @@ class RelayServer:
                 if type(result) is Forwarded:
                     self._kick(result.destination)
                 elif type(result) is Local and self._on_local is not None:
-                    await self._local(link, key, result.frame)
+                    pending = self._local(link, key, result.frame)
+                    if pending is not None:
+                        await pending
         except LinkClosedError:
             pass
         finally:
             self.core.detach(key, link)
 
-    async def _local(self, link: Link, key: bytes, frame: memoryview) -> None:
+    def _local(self, link: Link, key: bytes, frame: memoryview) -> Awaitable[None] | None:
+        """Hand a LOCAL frame to ``on_local``. Its replies go back in arrival order, but an awaitable
+        ``on_local`` (a payments receipt: ledger commit on the billing thread, several ms) no longer holds
+        up the link's reader: forwarding continues meanwhile (``bench mesh`` relayed). At most
+        ``MAX_LOCAL_IN_FLIGHT`` per link are in flight; beyond that the reader waits for the oldest
+        (backpressure, bounded memory). Returns what the reader must await, or None."""
         replies = self._on_local(key, frame)
-        if inspect.isawaitable(replies):
-            replies = await replies
-        for reply in replies or ():
+        inflight = self._repliers.get(link)
+        if not inspect.isawaitable(replies):
+            if not replies:
+                return None
+            if not inflight:
+                return self._send_local(link, replies)
+            replies = _ready(replies)
+        if inflight is None:
+            inflight = self._repliers[link] = []
+        previous = inflight[-1] if inflight else None
+        task = asyncio.get_running_loop().create_task(self._reply(link, previous, replies))
+        inflight.append(task)
+        task.add_done_callback(lambda t: self._reply_done(link, t))
+        if len(inflight) > MAX_LOCAL_IN_FLIGHT:
+            return asyncio.wait([inflight[0]])
+        return None
+
+    async def _send_local(self, link: Link, replies: Sequence[bytes]) -> None:
+        for reply in replies:
             await link.send(encode_local(reply))
+
+    async def _reply(self, link: Link, previous: asyncio.Task | None, replies: Awaitable) -> None:
+        try:
+            result = await replies
+        except Exception as exc:  # noqa: BLE001 - a bug in on_local: as before, the link ends
+            log.warning("on_local failed (%s: %s): closing the link", type(exc).__name__, exc)
+            if previous is not None:
+                await asyncio.wait([previous])
+            await link.close(1011, "")
+            return
+        if previous is not None:
+            await asyncio.wait([previous])   # replies leave in the order their frames arrived
+        try:
+            await self._send_local(link, result or ())
+        except LinkClosedError:
+            pass
+
+    def _reply_done(self, link: Link, task: asyncio.Task) -> None:
+        inflight = self._repliers.get(link)
+        if inflight is not None:
+            try:
+                inflight.remove(task)
+            except ValueError:
+                pass
+            if not inflight:
+                del self._repliers[link]
 
     def _kick(self, destination: bytes) -> None:
         if destination not in self._writers:
