@@ -62,8 +62,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    import sys
-    sys.setswitchinterval(0.0005)  # EXPERIMENT
 
 
 RELAY_PING_INTERVAL = 20.0

@@ -49,6 +49,7 @@ class RelayClient:
         self.delivered_bytes = 0   # DELIVER message bytes, all links (billable: node/payments.py)
         self.malformed = 0
         self.on_control = None     # (relay_key, payload) -> payloads to send back; payments
+        self._tasks: set[asyncio.Task] = set()   # replies in flight (kept referenced until done)
         self._client = ReconnectingClient(client_config, self._hello, self._on_link, peer=key)
 
     def _trusted_relay(self, key: bytes) -> bool:
@@ -94,41 +95,58 @@ class RelayClient:
         self.ready = True
         log.info("relay %s connected", self.url.split("/")[2])
         self._on_change()
-        on_delivery = self._on_delivery
         try:
-            while True:
-                message = await link.recv()
-                kind = message[0] if message else 0
-                if kind == _DELIVER:
-                    try:
-                        source, inner = open_delivery(message)
-                    except EnvelopeError:
-                        self.malformed += 1
-                        continue
-                    self.deliveries += 1
-                    self.delivered_bytes += len(message)
-                    pending = on_delivery(source, inner, self)
-                    if pending is not None:
-                        await pending
-                elif kind == _LOCAL and self.on_control is not None and is_control(message[1:]):
-                    for reply in self.on_control(self.key, message[1:]):
-                        await link.send(encode_local(reply))
-                elif kind == _LOCAL:
-                    try:
-                        self.session.open(message[1:], now())
-                    except ProtocolError:
-                        self.malformed += 1
-                else:
-                    self.malformed += 1
-        except LinkClosedError:
-            pass
+            # Like the direct path (node/manager.py run_direct): each message is handled in the link's
+            # data_received, no task wake-up per message (``bench mesh`` relayed).
+            link.deliver_to(lambda message: self._deliver(link, message))
+            await link.wait_closed()
         finally:
             self.ready = False
             log.info("relay %s disconnected", self.url.split("/")[2])
             self._on_change()
+
+    def _deliver(self, link: Link, message: bytes) -> None:
+        """One message from the relay (synchronous; must not raise). DELIVER -> ``on_delivery``; LOCAL
+        payments control -> ``on_control``, replies sent as LOCAL; other LOCAL -> the relay session."""
+        kind = message[0] if message else 0
+        if kind == _DELIVER:
+            try:
+                source, inner = open_delivery(message)
+            except EnvelopeError:
+                self.malformed += 1
+                return
+            self.deliveries += 1
+            self.delivered_bytes += len(message)
+            pending = self._on_delivery(source, inner, self)
+            if pending is not None:
+                self._spawn(pending)
+        elif kind == _LOCAL and self.on_control is not None and is_control(message[1:]):
+            replies = [encode_local(reply) for reply in self.on_control(self.key, message[1:])]
+            if replies:
+                self._spawn(_send_all(link, replies))
+        elif kind == _LOCAL:
+            try:
+                self.session.open(message[1:], now())
+            except ProtocolError:
+                self.malformed += 1
+        else:
+            self.malformed += 1
+
+    def _spawn(self, awaitable) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def status(self) -> dict:
         link = self.link
         return {"public_key": self.key.hex(), "url_host": self.url.split("/")[2], "connected": self.ready,
                 "rtt_ms": round(link.latency * 1000, 3) if link is not None else None,
                 "attempts": self._client.attempts, "deliveries": self.deliveries}
+
+
+async def _send_all(link: Link, messages: list) -> None:
+    for m in messages:
+        try:
+            await link.send(m)
+        except LinkClosedError:
+            return

@@ -137,3 +137,31 @@ async def test_newer_link_replaces_older_and_disconnect_closes():
         with pytest.raises(LinkClosedError, match=str(CLOSE_REVOKED)):
             await asyncio.wait_for(second.recv(), 5)
         assert relay.core.link_of(A) is None and await relay.disconnect(A) is False
+
+
+async def test_slow_local_reply_does_not_hold_up_forwarding_and_replies_keep_their_order():
+    # A payments receipt (awaitable on_local: ledger commit) must not stall the sender's forwarding.
+    release = asyncio.Event()
+
+    async def slow(frame):
+        if frame == b"receipt-1":
+            await release.wait()
+        return [b"ack-" + frame]
+
+    def on_local(key, frame):
+        frame = bytes(frame)
+        return slow(frame) if frame.startswith(b"receipt") else [b"ack-" + frame]
+
+    async with RelayServer(ServerConfig(), RelayConfig(), stub_authenticate({A, B}), on_local=on_local) as relay:
+        a, b = await connect(relay, A), await connect(relay, B)
+        await a.send(encode_local(b"receipt-1"))
+        await a.send(encode_local(b"receipt-2"))
+        await a.send(encode_local(b"hello"))
+        inner = fake_inner(A, b"data behind the receipt")
+        await a.send(encode_forward(B, inner))
+        assert open_delivery(await asyncio.wait_for(b.recv(), 5)) == (A, inner)   # while receipt-1 waits
+        release.set()
+        replies = [await asyncio.wait_for(a.recv(), 5) for _ in range(3)]
+        assert replies == [encode_local(b"ack-receipt-1"), encode_local(b"ack-receipt-2"), encode_local(b"ack-hello")]
+        await a.close()
+        await b.close()
