@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import os
 import time
@@ -41,6 +40,7 @@ from shadowmesh_client.rewards.messages import is_control
 from shadowmesh_client.directory import DirectorySyncer
 from shadowmesh_client.transport import ServerConfig
 from shadowmesh_client.transport.relay_server import RelayServer
+from shadowmesh_client.status_file import write_status_file
 
 log = logging.getLogger(__name__)
 
@@ -265,15 +265,8 @@ class RelayDaemon:
             return None
 
     def write_status(self, stopped: bool = False) -> None:
-        path = self.settings.status_file
-        if not path:
-            return
-        data = self.status()
-        data["stopped"] = stopped
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
+        if self.settings.status_file:
+            write_status_file(self.settings.status_file, self.status(), stopped=stopped)
 
     def _start_metrics(self, port: int) -> None:
         from prometheus_client import start_http_server

@@ -21,7 +21,6 @@ re-raised.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -36,6 +35,7 @@ from shadowmesh_client.node.manager import PeerManager
 from shadowmesh_client.node.peers import now
 from shadowmesh_client.node.pump import Pump
 from shadowmesh_client.node.settings import TICK_SECONDS, NodeSettings
+from shadowmesh_client.status_file import write_status_file
 
 log = logging.getLogger(__name__)
 
@@ -183,13 +183,5 @@ class Node:
         return out
 
     def write_status(self, stopped: bool = False) -> None:
-        path = self.settings.status_file
-        if not path:
-            return
-        data = self.status()
-        data["stopped"] = stopped
-        data["written_at"] = time.time()
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, default=str)
-        os.replace(tmp, path)
+        if self.settings.status_file:
+            write_status_file(self.settings.status_file, self.status(), stopped=stopped)
