@@ -6,8 +6,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from eth_account import Account
+
 from shadowmesh_client.rewards.ledger import ReceiptLedger, SignerCache
-from shadowmesh_client.rewards.receipts import Receipt, sign_receipt
+from shadowmesh_client.rewards.receipts import Receipt, ReceiptDomain, sign_receipt
+
+# Fixed parties for the pure (no chain) tests: a fake chain/contract, relay address, device id and payer key.
+DOMAIN = ReceiptDomain(31337, "0x" + "11" * 20)
+RELAY = "0x" + "22" * 20
+DEVICE = bytes(range(32))
+KEY = Account.from_key("0x" + "01" * 32)
 
 
 @dataclass

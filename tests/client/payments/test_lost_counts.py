@@ -6,14 +6,12 @@ SQLite ledger, driven against each other in memory; no chain, no sockets."""
 from __future__ import annotations
 
 import pytest
-from eth_account import Account
 
 from shadowmesh_client.rewards import (
     CreditConfig,
     CreditPolicy,
     DevicePayments,
     IssuerConfig,
-    ReceiptDomain,
     ReceiptIssuer,
     ReceiptLedger,
     RelayPayments,
@@ -21,11 +19,8 @@ from shadowmesh_client.rewards import (
 from shadowmesh_client.rewards.errors import ControlMessageError
 from shadowmesh_client.rewards.messages import AckMessage, RejectReason, decode
 from shadowmesh_client.rewards.receipts import Receipt, sign_receipt
+from tests.client.payments.helpers import DEVICE, DOMAIN, KEY, RELAY
 
-DOMAIN = ReceiptDomain(31337, "0x" + "11" * 20)
-RELAY = "0x" + "22" * 20
-DEVICE = bytes(range(32))
-KEY = Account.from_key("0x" + "01" * 32)
 DEV_KEY, RELAY_KEY = b"D" * 32, b"R" * 32
 TOL = 1000
 EVERY = 10_000

@@ -12,7 +12,6 @@ from shadowmesh_client.rewards import (
     CreditPolicy,
     DevicePayments,
     IssuerConfig,
-    ReceiptDomain,
     ReceiptIssuer,
     ReceiptLedger,
     RelayPayments,
@@ -27,11 +26,8 @@ from shadowmesh_client.rewards.messages import (
     is_control,
 )
 from shadowmesh_client.rewards.receipts import Receipt, SignedReceipt, sign_receipt
+from tests.client.payments.helpers import DEVICE, DOMAIN, KEY, RELAY
 
-DOMAIN = ReceiptDomain(31337, "0x" + "11" * 20)
-RELAY = "0x" + "22" * 20
-DEVICE = bytes(range(32))
-KEY = Account.from_key("0x" + "01" * 32)
 
 
 def issuer(**cfg) -> ReceiptIssuer:
