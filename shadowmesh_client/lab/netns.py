@@ -112,8 +112,14 @@ def _install_sigterm_handler() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        owner = os.getpid()
 
         def _on_sigterm(signum: int, frame: object) -> None:
+            if os.getpid() != owner:
+                # A forked child inherited this handler (pyroute2's namespace helper is a fork of this
+                # process, and teardown SIGTERMs whatever is left in a namespace). Raising here would unwind
+                # the child into the parent's code, e.g. go on running the parent's tests: die instead.
+                os._exit(128 + signum)
             raise KeyboardInterrupt("SIGTERM")
 
         signal.signal(signal.SIGTERM, _on_sigterm)
