@@ -12,6 +12,7 @@ Neither is thread-safe: use a device from one thread (the event loop's) only.
 from __future__ import annotations
 
 import abc
+import errno
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -43,11 +44,13 @@ class TunDevice(abc.ABC):
     """A layer-3 virtual interface. Contract of every method is stated here; implementations follow it."""
 
     stats: TunStats
+    _name: str  # set by the implementation's constructor
+    _closed: bool
 
     @property
-    @abc.abstractmethod
     def name(self) -> str:
         """The interface name the kernel gave the device (at most 15 characters)."""
+        return self._name
 
     @property
     @abc.abstractmethod
@@ -90,9 +93,13 @@ class TunDevice(abc.ABC):
         return accepted
 
     @property
-    @abc.abstractmethod
     def closed(self) -> bool:
         """True after ``close()``."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TunError(errno.EBADF, f"tun device {self._name} is closed")
 
     @abc.abstractmethod
     def close(self) -> None:

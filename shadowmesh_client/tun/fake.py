@@ -32,16 +32,8 @@ class FakeTun(TunDevice):
         self.stats = TunStats()
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
     def mtu(self) -> int:
         return self._mtu
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def fileno(self) -> int:
         self._check_open()
@@ -89,6 +81,3 @@ class FakeTun(TunDevice):
         os.close(self._r)
         os.close(self._w)
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise TunError(errno.EBADF, f"tun device {self._name} is closed")

@@ -75,10 +75,6 @@ class LinuxTun(TunDevice):
         self.stats = TunStats()
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
     def mtu(self) -> int:
         self._check_open()
         req = struct.pack(_IFREQ_MTU, self._name.encode(), 0)
@@ -97,10 +93,6 @@ class LinuxTun(TunDevice):
             fcntl.ioctl(self._ctl.fileno(), SIOCSIFMTU, req)
         except OSError as e:
             raise TunError(e.errno, f"cannot set the MTU of {self._name} to {mtu}: {e.strerror}") from None
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def fileno(self) -> int:
         self._check_open()
@@ -192,9 +184,6 @@ class LinuxTun(TunDevice):
         os.close(self._fd)
         self._ctl.close()
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise TunError(errno.EBADF, f"tun device {self._name} is closed")
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"fd={self._fd}"
