@@ -121,6 +121,24 @@ _MESSAGES = {
     "DeviceRegistryNameTooLong": lambda a: f"the network name is {a[0]} bytes long; at most {a[1]} are allowed",
 }
 
+# ShadowMeshToken's errors: the words, followed by the decoded error itself.
+_TOKEN_WORDS = {
+    "ShadowMeshTokenZeroAmount": "the amount must be positive",
+    "ShadowMeshTokenInsufficientEscrow": "the escrow holds less than that amount",
+    "ShadowMeshTokenNoWithdrawalRequested": "no withdrawal is pending: run `withdraw --amount X` first",
+    "ShadowMeshTokenWithdrawalLocked": "the withdrawal notice period has not passed yet",
+    "ShadowMeshTokenRelayPriceNotSet": "this relay has no price set: run `shadowmesh-client set-price PRICE` first",
+    "ERC20InsufficientBalance": "the account holds fewer SMT than that amount",
+}
+
+
+def _plain(name: str, args: list) -> str:
+    return f"{name}({', '.join(map(str, args))})"
+
+
+for _name, _words in _TOKEN_WORDS.items():
+    _MESSAGES[_name] = lambda a, n=_name, w=_words: f"{w} ({_plain(n, a)})"
+
 
 def _error_table(abi: list) -> dict[bytes, tuple[str, list[str]]]:
     table = {}
@@ -153,7 +171,7 @@ def explain_error(data: bytes | str | None, abi: list) -> str:
     except Exception:  # noqa: BLE001 - malformed revert data: still name the error
         return f"reverted with {name} (undecodable arguments)"
     args = [to_checksum_address(a) if t == "address" else a for t, a in zip(types, args)]
-    return _MESSAGES.get(name, lambda a: f"{name}({', '.join(map(str, a))})")(args)
+    return _MESSAGES.get(name, lambda a: _plain(name, a))(args)
 
 
 def _revert_data(exc: BaseException) -> bytes | None:
@@ -202,9 +220,10 @@ class Chain:
         self.registry = self.w3.eth.contract(address=deployment.registry, abi=deployment.registry_abi)
 
     def explain(self, exc: BaseException) -> str:
+        """A failed call or transaction in words: the custom errors of both contracts, Error(string), Panic."""
         data = _revert_data(exc)
         if data is not None:
-            return explain_error(data, self.deployment.registry_abi)
+            return explain_error(data, list(self.deployment.registry_abi) + list(self.deployment.token_abi or []))
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
     def call(self, fn: Any) -> Any:

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from eth_utils import to_checksum_address
 from web3.logs import DISCARD
 
-from shadowmesh_client.chain import Chain, _revert_data, explain_error
+from shadowmesh_client.chain import Chain
 from shadowmesh_client.errors import ChainError
 from shadowmesh_client.rewards.errors import PaymentError
 from shadowmesh_client.rewards.ledger import ReceiptLedger
@@ -21,15 +21,6 @@ from shadowmesh_client.rewards.receipts import ReceiptDomain
 
 DECIMALS = 18           # ERC-20 decimals of SMT
 BATCH_SIZE = 50         # receipts per claimBatch transaction (gas: ~45k each, see README)
-
-_TOKEN_MESSAGES = {
-    "ShadowMeshTokenZeroAmount": "the amount must be positive",
-    "ShadowMeshTokenInsufficientEscrow": "the escrow holds less than that amount",
-    "ShadowMeshTokenNoWithdrawalRequested": "no withdrawal is pending: run `withdraw --amount X` first",
-    "ShadowMeshTokenWithdrawalLocked": "the withdrawal notice period has not passed yet",
-    "ShadowMeshTokenRelayPriceNotSet": "this relay has no price set: run `shadowmesh-client set-price PRICE` first",
-    "ERC20InsufficientBalance": "the account holds fewer SMT than that amount",
-}
 
 
 def parse_smt(text: str) -> int:
@@ -55,7 +46,7 @@ def format_smt(base_units: int) -> str:
 
 
 class TokenChain(Chain):
-    """A Chain that also names ShadowMeshToken's custom errors; ``token`` is the bound contract."""
+    """A Chain with ShadowMeshToken bound as ``token`` (Chain.explain already names the token's errors)."""
 
     def __init__(self, rpc_url: str, deployment, **kw) -> None:
         super().__init__(rpc_url, deployment, **kw)
@@ -63,16 +54,6 @@ class TokenChain(Chain):
             raise PaymentError(f"{deployment.path} has no ShadowMeshToken: deploy the token or use a newer record")
         self.token = self.w3.eth.contract(address=deployment.token, abi=deployment.token_abi)
         self.domain = ReceiptDomain(self.chain_id, deployment.token)
-
-    def explain(self, exc: BaseException) -> str:
-        data = _revert_data(exc)
-        if data is None:
-            return super().explain(exc)
-        text = explain_error(data, list(self.deployment.registry_abi) + list(self.deployment.token_abi))
-        for name, words in _TOKEN_MESSAGES.items():
-            if text.startswith(name):
-                return f"{words} ({text})"
-        return text
 
 
 # ------------------------------------------------------------------ escrow
