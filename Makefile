@@ -67,10 +67,10 @@ gas: venv npm compile ## gas table for the README
 	$(APE) test tests/contracts --gas -q
 
 bench: setup compile ## benchmarks: protocol, directory sync, mesh throughput (prints a table)
-	$(PY) -m shadowmesh_client.bench all
+	$(PY) -m bench all
 
 demo: setup compile ## a local chain, contracts deployed, devices registered, a mesh up, traffic through it
-	$(PY) -m shadowmesh_client.demo
+	$(PY) -m lab.demo
 
 anvil: npm ## run a local anvil on 127.0.0.1:8545 (foreground)
 	anvil --host 127.0.0.1 --port 8545

@@ -27,52 +27,39 @@ import time
 from urllib.parse import urlsplit
 
 from shadowmesh_client.directory import DirectorySyncer
-from shadowmesh_client.errors import ChainError, ConfigError
+from shadowmesh_client.errors import ConfigError
 from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
-from shadowmesh_client.transport import LinkServer, ServerConfig
-from shadowmesh_client.tun import configure, open_tun
+from shadowmesh_client.transport import Server, ServerConfig, Transport
+from shadowmesh_client.tun import TunDevice, configure, open_tun
 from shadowmesh_client.node.manager import PeerManager
 from shadowmesh_client.node.peers import now
 from shadowmesh_client.node.pump import Pump
 from shadowmesh_client.node.settings import TICK_SECONDS, NodeSettings
-from shadowmesh_client.status_file import write_status_file
+from shadowmesh_client.daemon_common import first_sync, write_status_file
 
 log = logging.getLogger(__name__)
 
 OVERLAY_PREFIX = 10  # spec "Network Layer": the overlay is 100.64.0.0/10 (RFC 6598)
 
 
-async def first_sync(ds: DirectorySyncer, *, max_delay: float = 8.0) -> None:
-    """One successful sync round; with stored state a failure is only a warning, otherwise retry."""
-    delay = 0.25
-    while True:
-        try:
-            await ds.sync_once()
-            return
-        except ChainError as exc:
-            if ds.syncer.store.synced_block is not None:
-                log.warning("chain unreachable, starting from the stored directory: %s", exc)
-                return
-            log.warning("chain unreachable and no stored directory yet; retrying in %.1f s: %s", delay, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay)
-
-
 class Node:
     """One device's mesh daemon. ``await Node(...).run(stop_event)``; see the module docstring."""
 
     def __init__(self, identity, syncer, settings: NodeSettings, *, endpoint: str | None = None,
-                 protocol: ProtocolConfig | None = None, payments=None) -> None:
+                 protocol: ProtocolConfig | None = None, payments=None, transport: Transport | None = None,
+                 tun: TunDevice | None = None) -> None:
         self.identity = identity
         self.syncer = syncer
         self.settings = settings
+        self.transport = transport if transport is not None else _websocket_transport()
+        self._given_tun = tun
         self.endpoint = endpoint
         d = syncer.directory
         self.protocol = protocol or ProtocolConfig(NetworkBinding(d.chain_id, d.registry, d.network_id))
         self.ds = DirectorySyncer(syncer, interval=settings.directory_interval)
         self.manager: PeerManager | None = None
         self.pump: Pump | None = None
-        self.server: LinkServer | None = None
+        self.server: Server | None = None
         self.tun = None
         self.overlay: str | None = None
         self.started_at = time.time()
@@ -95,9 +82,12 @@ class Node:
             self.overlay = str(me.overlay_address)
             self.endpoint = self.endpoint or me.endpoint
             s = self.settings
-            self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=True)  # coalesced TCP writes (tun/gro.py)
-            configure(self.tun.name, f"{self.overlay}/{OVERLAY_PREFIX}", mtu=s.mtu)
-            self.manager = m = PeerManager(self.identity, d, self.protocol, s, self.endpoint)
+            if self._given_tun is not None:
+                self.tun = self._given_tun
+            else:
+                self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=True)  # coalesced TCP writes (tun/gro.py)
+                configure(self.tun.name, f"{self.overlay}/{OVERLAY_PREFIX}", mtu=s.mtu)
+            self.manager = m = PeerManager(self.identity, d, self.protocol, s, self.endpoint, self.transport)
             self.pump = Pump(self.tun, m.routes, m.peers, m.incoming, m.on_events)
             m.pump = self.pump
             if self._payment_setup is not None:
@@ -111,7 +101,7 @@ class Node:
                 host, _, port = s.listen.rpartition(":")
                 cfg = ServerConfig(host=host, port=int(port), path=s.path or urlsplit(self.endpoint or "").path or "/",
                                    tls_cert=s.tls_cert, tls_key=s.tls_key, limits=s.limits)
-                self.server = LinkServer(cfg, m.authenticate, m.on_server_link)
+                self.server = self.transport.server(cfg, m.authenticate, m.on_server_link)
                 await self.server.start()
                 self.listen_port = self.server.port
             loop = asyncio.get_running_loop()
@@ -185,3 +175,9 @@ class Node:
     def write_status(self, stopped: bool = False) -> None:
         if self.settings.status_file:
             write_status_file(self.settings.status_file, self.status(), stopped=stopped)
+
+
+def _websocket_transport() -> Transport:
+    from shadowmesh_client.transport.ws import WebSocketTransport
+
+    return WebSocketTransport()

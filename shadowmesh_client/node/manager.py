@@ -28,25 +28,31 @@ from urllib.parse import urlsplit
 
 from shadowmesh_client.errors import ProtocolError
 from shadowmesh_client.protocol import FrameType, ProtocolConfig, SessionEvent, peek_header
-from shadowmesh_client.transport import ClientConfig, Link, LinkClosedError, ReconnectingClient
+from shadowmesh_client.transport import (
+    CLOSE_REPLACED,
+    CLOSE_REVOKED,
+    ClientConfig,
+    Link,
+    LinkClosedError,
+    ReconnectingClient,
+    Transport,
+)
 from shadowmesh_client.node.peers import PeerState, RelayPath, now, should_dial
 from shadowmesh_client.node.relays import RelayClient
 from shadowmesh_client.node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
 
-CLOSE_REPLACED = 4000  # application close code: a newer direct link to the same peer took over
-CLOSE_REVOKED = 4001   # application close code: the directory no longer trusts the peer
-
 
 class PeerManager:
     def __init__(self, identity, directory, config: ProtocolConfig, settings: NodeSettings,
-                 my_endpoint: str | None) -> None:
+                 my_endpoint: str | None, transport: Transport) -> None:
         self.identity = identity
         self.me = identity.public_key
         self.directory = directory
         self.config = config
         self.settings = settings
+        self.transport = transport
         self.my_endpoint = my_endpoint
         self.peers: dict[bytes, PeerState] = {}
         self.routes: dict[bytes, PeerState] = {}
@@ -123,11 +129,11 @@ class PeerManager:
         async def on_link(link: Link) -> None:
             await self.run_direct(peer, link)
 
-        return ReconnectingClient(self._client_config(url), hello, on_link, peer=peer.key)
+        return ReconnectingClient(self._client_config(url), hello, on_link, dial=self.transport.dial, peer=peer.key)
 
     def _add_relay(self, key: bytes, url: str) -> None:
         client = RelayClient(self.identity, key, url, self.config, self.trusted, self._client_config(url),
-                             self._on_delivery, self._reselect_all)
+                             self._on_delivery, self._reselect_all, dial=self.transport.dial)
         client.on_control = self.on_relay_control
         self.relays[key] = client
         for peer in self.peers.values():

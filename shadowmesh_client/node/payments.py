@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from eth_utils import to_checksum_address
 
 from shadowmesh_client.errors import ConfigError, KeystoreError
-from shadowmesh_client.relay_core import encode_local
+from shadowmesh_client.relay import encode_local
 from shadowmesh_client.rewards import DevicePayments, IssuerConfig, ReceiptDomain
 from shadowmesh_client.transport import LinkClosedError
 from shadowmesh_client.node.peers import now

@@ -28,7 +28,7 @@ import logging
 import time
 
 from shadowmesh_client.protocol import ProtocolConfig, Session, SessionState
-from shadowmesh_client.relay_core import encode_forward
+from shadowmesh_client.relay import encode_forward
 from shadowmesh_client.transport import Link, LinkClosedError
 from shadowmesh_client.node.settings import RELAY_RTT_PENALTY
 

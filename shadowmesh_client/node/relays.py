@@ -18,9 +18,10 @@ from typing import Callable
 
 from shadowmesh_client.errors import ProtocolError
 from shadowmesh_client.protocol import ProtocolConfig, Session
-from shadowmesh_client.relay_core import EnvelopeError, EnvelopeType, decode, encode_local, open_delivery
+from shadowmesh_client.relay import EnvelopeError, EnvelopeType, decode, encode_local, open_delivery
 from shadowmesh_client.rewards.messages import is_control
 from shadowmesh_client.transport import ClientConfig, Link, LinkClosedError, ReconnectingClient
+from shadowmesh_client.transport.reconnect import Dial
 from shadowmesh_client.node.peers import now
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class RelayClient:
     ``on_change()`` after the link goes up or down."""
 
     def __init__(self, identity, key: bytes, url: str, config: ProtocolConfig, trust: Callable[[bytes], bool],
-                 client_config: ClientConfig, on_delivery, on_change: Callable[[], None]) -> None:
+                 client_config: ClientConfig, on_delivery, on_change: Callable[[], None], *, dial: Dial) -> None:
         self.key = key
         self.url = url
         self._identity = identity
@@ -50,7 +51,7 @@ class RelayClient:
         self.malformed = 0
         self.on_control = None     # (relay_key, payload) -> payloads to send back; payments
         self._tasks: set[asyncio.Task] = set()   # replies in flight (kept referenced until done)
-        self._client = ReconnectingClient(client_config, self._hello, self._on_link, peer=key)
+        self._client = ReconnectingClient(client_config, self._hello, self._on_link, dial=dial, peer=key)
 
     def _trusted_relay(self, key: bytes) -> bool:
         return key == self.key and self._trust(key)

@@ -1,6 +1,6 @@
 """Settings of the ``up`` daemon (node) and their defaults, each with its unit and the reason for it.
 
-Built by ``cli_mesh`` from the YAML config (``config.Config``: network, chain, key, ``listen``, ``endpoint``,
+Built by ``cli/mesh.py`` from the YAML config (``config.Config``: network, chain, key, ``listen``, ``endpoint``,
 ``relays``, ``tun``) plus command-line options for what the config file has no key for (TLS files,
 status file). Pure data; no I/O.
 """
@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shadowmesh_client.daemon_common import LINK_MAX_MESSAGE_BYTES, MAX_FRAME_BYTES, node_link_limits
 from shadowmesh_client.transport import LinkLimits
+
+__all__ = ["LINK_MAX_MESSAGE_BYTES", "MAX_FRAME_BYTES", "node_link_limits"]  # re-exported (their home: daemon_common)
 
 # ---- implementation constants ------------------------------------------------------------------------
 DEFAULT_MTU = 65_000
@@ -20,14 +23,6 @@ inner TCP then uses 64 KiB segments end to end). 65,000 leaves room under the IP
 the inner headers; a frame (80 B overhead) plus the relay envelope (33 B) stays below 66,560 B, the
 transport's default message limit, so even a relay with default limits carries it."""
 
-MAX_FRAME_BYTES = 256 * 1024
-"""Bytes. Largest frame the node builds from one TUN burst (several packets per frame, one AEAD call and
-one WebSocket message). Larger frames cut per-message overhead at MTU 1,400; 256 KiB keeps the worst-case
-receive buffer per link (``max_queue`` x message) at 1 MiB."""
-
-LINK_MAX_MESSAGE_BYTES = MAX_FRAME_BYTES + 1_024
-"""Bytes. WebSocket message limit on node and relay links: a full frame plus the relay envelope."""
-
 READ_BATCH = 128
 """Packets read from the TUN device per wake-up at most (bounds latency and memory per burst)."""
 
@@ -37,22 +32,11 @@ TICK_SECONDS = 0.5
 DIRECTORY_INTERVAL = 1.0
 """Seconds between directory sync rounds: a revocation is seen within about this plus one tick (<< 10 s)."""
 
-PING_INTERVAL = 5.0
-"""Seconds between WebSocket pings on node links: the RTT figure each path is judged by (Link.latency)."""
-
-PING_TIMEOUT = 10.0
-"""Seconds without a pong before a link is declared dead and the path fails over."""
-
 BACKOFF_MAX = 8.0
 """Seconds: cap of the reconnect delay to peers and relays (from 0.25 s doubling, with jitter)."""
 
 RELAY_RTT_PENALTY = 0.002
 """Seconds added to a relayed path's estimated RTT (2 x link RTT to the relay): the direct path wins ties."""
-
-
-def node_link_limits() -> LinkLimits:
-    return LinkLimits(max_message_bytes=LINK_MAX_MESSAGE_BYTES, ping_interval=PING_INTERVAL,
-                      ping_timeout=PING_TIMEOUT, write_limit=1 << 20)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
-"""WebSocket transport: moves whole protocol frames between sockets and the protocol core.
+"""The transport: moves whole protocol frames between authenticated ends (interface: ``base.py``).
+
+Implementations: ``ws`` (WebSocket, WS/WSS: production) and ``memory`` (in-process pair: tests).
+Node, relay and payments code depend on ``base.Transport``/``base.Link`` and receive an implementation;
+``reconnect.ReconnectingClient`` keeps a link up over either. May import: errors, relay.errors (the
+envelope error type is re-exported here). Never imports node/, relay daemons, rewards/ or chain/.
 
 Spec: "Network Layer" (WS/WSS), "Data Plane" (WebSocket tunnels), "Cloudflare Proxy Compatibility"
 (random path, heartbeat, TLS). Design and measured figures: docs/transport.md.
 
-Public API (what node.py / relay.py call)::
+Public API (what node/ and relay/ call)::
 
     ServerConfig(host="127.0.0.1", port=0, path=random_path(), tls_cert=None, tls_key=None,
                  limits=LinkLimits(), hello_cookie="sid", max_hello_bytes=4096, server_name="nginx")
@@ -14,11 +19,12 @@ Public API (what node.py / relay.py call)::
                ping_timeout=20.0, close_timeout=2.0, open_timeout=10.0)
     random_path() -> str                                   # "/api/v1/ws/<24 base64url chars>"
 
-    server = LinkServer(config, authenticate, on_link)     # async with server: ...; server.url, .port
+    transport = WebSocketTransport()  (transport.ws)  or  MemoryTransport()  (transport.memory, tests)
+    server = transport.server(config, authenticate, on_link)   # async with server: ...; server.url, .port
         authenticate(first_message: bytes) -> (response: bytes | list[bytes], peer) | None   (sync or async)
         on_link(link: Link) -> Awaitable[None]             # awaited for the link's lifetime
-    link = await dial(client_config, hello: bytes, peer=None) -> Link
-    client = ReconnectingClient(client_config, hello: () -> bytes | Awaitable[bytes], on_link, peer=None)
+    link = await transport.dial(client_config, hello: bytes, peer=None) -> Link
+    client = ReconnectingClient(client_config, hello: () -> bytes | Awaitable[bytes], on_link, dial=transport.dial, peer=None)
         client.start(); await client.close(); client.link; client.connected (asyncio.Event)
 
     Link: await link.send(frame)   await link.recv() -> bytes   async for frame in link
@@ -28,11 +34,11 @@ Public API (what node.py / relay.py call)::
 Errors (transport/errors.py): TransportError (ConnectionError), LinkClosedError, HandshakeRejectedError,
 TransportConfigError (ConfigError), EnvelopeError (ValueError).
 
-The relay's forwarding logic (sans-I/O) is in shadowmesh_client.relay_core; its asyncio wrapper is
-``shadowmesh_client.transport.relay_server.RelayServer``.
+The relay's forwarding logic (sans-I/O) is ``shadowmesh_client.relay.core``; its asyncio wrapper is
+``shadowmesh_client.relay.server.RelayServer``.
 """
 
-from shadowmesh_client.transport.client import Backoff, ReconnectingClient, dial
+from shadowmesh_client.transport.base import CLOSE_REPLACED, CLOSE_REVOKED, Link, Server, Transport
 from shadowmesh_client.transport.config import ClientConfig, LinkLimits, ServerConfig, random_path
 from shadowmesh_client.transport.errors import (
     EnvelopeError,
@@ -41,10 +47,11 @@ from shadowmesh_client.transport.errors import (
     TransportConfigError,
     TransportError,
 )
-from shadowmesh_client.transport.link import Link
-from shadowmesh_client.transport.server import LinkServer
+from shadowmesh_client.transport.reconnect import Backoff, ReconnectingClient
 
 __all__ = [
+    "CLOSE_REPLACED",
+    "CLOSE_REVOKED",
     "Backoff",
     "ClientConfig",
     "EnvelopeError",
@@ -52,11 +59,11 @@ __all__ = [
     "Link",
     "LinkClosedError",
     "LinkLimits",
-    "LinkServer",
+    "Server",
     "ReconnectingClient",
     "ServerConfig",
+    "Transport",
     "TransportConfigError",
     "TransportError",
-    "dial",
     "random_path",
 ]

@@ -4,7 +4,7 @@ Messages say what went wrong and what to do next; they never contain key materia
 """
 
 from shadowmesh_client.errors import ConfigError, ShadowMeshError
-from shadowmesh_client.relay_core.errors import EnvelopeError  # noqa: F401  (re-exported)
+from shadowmesh_client.relay.errors import EnvelopeError  # noqa: F401  (re-exported)
 
 
 class TransportError(ShadowMeshError, ConnectionError):

@@ -11,7 +11,7 @@ import textwrap
 CHILD = textwrap.dedent(
     """
     import os, signal, sys, time
-    from shadowmesh_client.lab import netns
+    from lab import netns
     netns._install_sigterm_handler()
     pid = os.fork()
     if pid == 0:

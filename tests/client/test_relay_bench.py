@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from shadowmesh_client.bench import relay as bench
+from bench import relay as bench
 from shadowmesh_client.crypto import Identity
 from shadowmesh_client.protocol import Session
-from shadowmesh_client.relay_daemon import RelayDaemon, RelaySettings
+from shadowmesh_client.relay.daemon import RelayDaemon, RelaySettings
 
 
 def test_every_counted_session_is_an_authenticated_relay_link():

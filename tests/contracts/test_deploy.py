@@ -12,7 +12,7 @@ from eth_account import Account
 from nacl.signing import SigningKey
 from web3 import Web3
 
-from tests.support.chain import ANVIL_KEYS, anvil, deploy_contracts
+from lab.chain import ANVIL_KEYS, anvil, deploy_contracts
 
 READER = """
 import json, sys

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shadowmesh_client.bench.baselines import WG_SOCKET_DIR, iperf3_tcp, ping_rtt, tun_loop, wireguard_go
+from bench.baselines import WG_SOCKET_DIR, iperf3_tcp, ping_rtt, tun_loop, wireguard_go
 
 from .netns import Topology, netns_pids
 

@@ -1,7 +1,7 @@
 """The mesh end to end (issue 5): real namespaces, real TUN devices, real anvil + deploy script, devices set
 up with the real CLI, and each device its own `shadowmesh-client up` process (relay: `relay`).
 
-Topology (shadowmesh_client.lab.netns.mesh_topology): anvil, relay and A on the public segment; B behind
+Topology (lab.netns.mesh_topology): anvil, relay and A on the public segment; B behind
 NAT 1, C behind NAT 2. A publishes an endpoint, B and C cannot be reached, so A<->B is direct (B dials A)
 and B<->C goes through the relay. One chain and one mesh for the module (set-up ~15 s); tests run in file
 order and the destructive ones (relay restart, failover, revocation, shutdown) come last.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from shadowmesh_client.lab.netns import list_namespaces, mesh_topology
-from shadowmesh_client.meshlab import MeshLab
+from lab.netns import list_namespaces, mesh_topology
+from lab.mesh import MeshLab
 
 XFER = str(Path(__file__).with_name("xfer.py"))
 SIZE = 50 * 1000 * 1000
@@ -122,7 +122,8 @@ import asyncio, sys, time
 from shadowmesh_client.chain import load_deployment
 from shadowmesh_client.identity import DeviceKeystore
 from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig, Session
-from shadowmesh_client.transport import ClientConfig, HandshakeRejectedError, dial
+from shadowmesh_client.transport import ClientConfig, HandshakeRejectedError
+from shadowmesh_client.transport.ws import dial
 key_file, passphrase, deployment, network, target, url = sys.argv[1:]
 dep = load_deployment(deployment)
 me = DeviceKeystore(key_file, backend="file").load(open(passphrase).read())

@@ -1,7 +1,7 @@
 """A relay behind nginx terminating TLS, as a CDN such as Cloudflare would front it (issue 5, spec "Cloudflare
 Proxy Compatibility"): real namespaces, anvil + deploy script, the real CLI, nginx from the Debian package.
 
-Set-up (shadowmesh_client.lab.netns.mesh_topology, hosts relay/b/c used): in the relay's namespace nginx
+Set-up (lab.netns.mesh_topology, hosts relay/b/c used): in the relay's namespace nginx
 listens with TLS on 198.18.0.20:8443 and proxies every path to the relay daemon, which listens on
 127.0.0.1:7443 only, so nothing but nginx can reach it. The relay's PUBLISHED endpoint (on chain) is
 nginx's wss:// URL. B and C sit behind two NAT routers and have no endpoint: their only path to each other
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from shadowmesh_client.lab.netns import list_namespaces, mesh_topology
-from shadowmesh_client.meshlab import MeshLab
+from lab.netns import list_namespaces, mesh_topology
+from lab.mesh import MeshLab
 
 from .nginx import make_tls, start_nginx
 

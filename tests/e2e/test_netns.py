@@ -160,7 +160,7 @@ def test_fails(mesh):
 INNER_SCRIPT = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from tests.e2e.netns import mesh_topology
+from lab.netns import mesh_topology
 topo = mesh_topology()
 proc = topo.spawn("c", ["sleep", "300"])
 print(topo.prefix, proc.pid, flush=True)

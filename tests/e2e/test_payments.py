@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shadowmesh_client.lab.netns import list_namespaces, mesh_topology
-from shadowmesh_client.meshlab import MeshLab
+from lab.netns import list_namespaces, mesh_topology
+from lab.mesh import MeshLab
 from shadowmesh_client.rewards.onchain import parse_smt
 
 XFER = str(Path(__file__).with_name("xfer.py"))

@@ -11,7 +11,7 @@ from web3 import HTTPProvider, Web3
 from shadowmesh_client.chain import Deployment, load_deployment
 from shadowmesh_client.crypto import Identity
 from shadowmesh_client.directory.proof import proof_message
-from tests.support.chain import anvil, deploy_contracts, rpc_call
+from lab.chain import anvil, deploy_contracts, rpc_call
 
 
 @dataclass

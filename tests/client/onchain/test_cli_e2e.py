@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from eth_account import Account
 
 from shadowmesh_client.cli import main
-from tests.support.chain import ANVIL_KEYS, PROJECT_ROOT, free_port
+from lab.chain import ANVIL_KEYS, PROJECT_ROOT, free_port
 
 PASSWORD = "owner-password"
 PASSPHRASE = "device-passphrase"

@@ -15,7 +15,7 @@ from eth_account import Account
 
 from shadowmesh_client.chain import load_deployment
 from shadowmesh_client.rewards.onchain import TokenChain
-from tests.support.chain import ANVIL_KEYS, anvil, deploy_contracts, rpc_call
+from lab.chain import ANVIL_KEYS, anvil, deploy_contracts, rpc_call
 
 WITHDRAWAL_DELAY = 3600  # seconds
 SMT = 10**18

@@ -12,8 +12,8 @@ import yaml
 from click.testing import CliRunner
 from eth_account import Account
 
-from shadowmesh_client import cli_payments
-from shadowmesh_client.cli_common import ErrorsAsMessages, State
+from shadowmesh_client.cli import payments as cli_payments
+from shadowmesh_client.cli.common import ErrorsAsMessages, State
 from tests.client.payments.conftest import SMT, WITHDRAWAL_DELAY
 from tests.client.payments.helpers import Parties, open_ledger, signed, token_balance
 
@@ -27,7 +27,8 @@ def group(ctx, config_path):
     ctx.obj = State(config_path, None, None)
 
 
-cli_payments.register(group)
+for _command in cli_payments.COMMANDS:
+    group.add_command(_command)
 
 
 def node(tmp: Path, env, account) -> Path:

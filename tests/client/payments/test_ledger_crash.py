@@ -13,7 +13,7 @@ from shadowmesh_client.rewards import onchain
 from shadowmesh_client.rewards.messages import AckMessage, ReceiptMessage, RejectReason, decode
 from tests.client.payments.conftest import SMT
 from tests.client.payments.helpers import open_ledger, setup_parties, signed, token_balance
-from tests.support.chain import PROJECT_ROOT
+from lab.chain import PROJECT_ROOT
 
 PRICE = 10**9
 

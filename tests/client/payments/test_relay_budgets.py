@@ -2,7 +2,7 @@
 the sender's and the destination's budget; at <= 0 FORWARDs from or to that device are dropped as UNPAID and
 counted; LOCAL messages (receipts) always reach the relay; devices without a budget are not limited."""
 
-from shadowmesh_client.relay_core import Dropped, DropReason, Forwarded, Local, RelayCore, encode_forward, encode_local
+from shadowmesh_client.relay import Dropped, DropReason, Forwarded, Local, RelayCore, encode_forward, encode_local
 
 A, B, C = bytes([0xA1]) * 32, bytes([0xB2]) * 32, bytes([0xC3]) * 32
 

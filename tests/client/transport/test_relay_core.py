@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shadowmesh_client.relay_core import (
+from shadowmesh_client.relay import (
     Dropped,
     DropReason,
     EnvelopeError,
@@ -161,7 +161,7 @@ def test_relay_core_is_pure():
     """No sockets, asyncio or websockets in the relay core (checked on a fresh interpreter)."""
     import subprocess
     import sys
-    code = ("import sys, shadowmesh_client.relay_core; "
+    code = ("import sys, shadowmesh_client.relay; "
             "bad = [m for m in ('asyncio', 'socket', 'websockets', 'ssl') if m in sys.modules]; "
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

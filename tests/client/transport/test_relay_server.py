@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from shadowmesh_client.relay_core import DropReason, RelayConfig, encode_forward, encode_local, open_delivery
-from shadowmesh_client.transport import ClientConfig, HandshakeRejectedError, LinkClosedError, LinkLimits, ServerConfig, dial
-from shadowmesh_client.transport.relay_server import CLOSE_REPLACED, CLOSE_REVOKED, RelayServer
+from shadowmesh_client.relay import DropReason, RelayConfig, encode_forward, encode_local, open_delivery
+from shadowmesh_client.transport import ClientConfig, HandshakeRejectedError, LinkClosedError, LinkLimits, ServerConfig
+from shadowmesh_client.transport.ws import dial
+from shadowmesh_client.relay.server import CLOSE_REPLACED, CLOSE_REVOKED, RelayServer
 from transport_helpers import fake_inner
 
 A, B, C = bytes([0xA1]) * 32, bytes([0xB2]) * 32, bytes([0xC3]) * 32

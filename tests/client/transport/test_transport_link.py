@@ -14,13 +14,12 @@ from shadowmesh_client.transport import (
     HandshakeRejectedError,
     LinkClosedError,
     LinkLimits,
-    LinkServer,
     ReconnectingClient,
     ServerConfig,
     TransportConfigError,
     TransportError,
-    dial,
 )
+from shadowmesh_client.transport.ws import LinkServer, dial
 from transport_helpers import TcpProxy, raw_http, without_date
 
 
@@ -165,7 +164,7 @@ async def test_client_reconnects_with_backoff_after_server_restart():
 
     url = f"ws://127.0.0.1:{port}{config.path}"
     client = ReconnectingClient(ClientConfig(url, backoff_initial=0.05, backoff_max=0.4),
-                                lambda: b"hello-%d" % next(hellos), on_link)
+                                lambda: b"hello-%d" % next(hellos), on_link, dial=dial)
     client.start()
     try:
         await asyncio.wait_for(client.connected.wait(), 5)
@@ -191,7 +190,7 @@ async def test_rejected_hello_is_reported_and_retried():
         with pytest.raises(HandshakeRejectedError, match="HTTP 404"):
             await dial(ClientConfig(server.url), b"not trusted")
         client = ReconnectingClient(ClientConfig(server.url, backoff_initial=0.02, backoff_max=0.05),
-                                    lambda: b"not trusted", Recorder())
+                                    lambda: b"not trusted", Recorder(), dial=dial)
         client.start()
         await asyncio.sleep(0.3)
         await client.close()

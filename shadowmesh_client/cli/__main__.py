@@ -1,0 +1,5 @@
+"""``python -m shadowmesh_client.cli`` = the `shadowmesh-client` command."""
+
+from shadowmesh_client.cli import main
+
+main()

@@ -1,0 +1,228 @@
+"""`shadowmesh-client` device-owner commands: init, register, revoke, renew, set-endpoint, status, peers (docs/cli.md).
+
+Thin: each command parses its options, calls one library function (identity, devices, directory) and
+prints the result, as text or with ``--json`` as JSON. Errors: one line on stderr, exit code 1.
+The root group and the other command groups: cli/__init__.py.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from shadowmesh_client.chain import registry as devices
+from shadowmesh_client.cli.common import State, emit, json_option, tx_lines
+from shadowmesh_client.errors import ChainError, ConfigError
+
+
+# ---------------------------------------------------------------- init
+
+
+@click.command()
+@click.option("--rpc-url", help="JSON-RPC URL of the chain (http[s]://...).")
+@click.option("--deployments", type=click.Path(dir_okay=False), help="Deployment record written by the deploy script.")
+@click.option("--network-id", type=click.IntRange(min=1), help="Network (tailnet) id to join.")
+@click.option("--endpoint", help="This device's public WebSocket URL (wss://...), if reachable.")
+@click.option("--owner-keystore", type=click.Path(dir_okay=False), help="eth-account keystore of the owner account.")
+@click.option("--keystore-backend", type=click.Choice(["auto", "file", "keyring"]), default=None,
+              help="Where the device key is kept (auto: OS keychain if available, else a sealed file).")
+@json_option
+@click.pass_obj
+def init(state: State, rpc_url, deployments, network_id, endpoint, owner_keystore, keystore_backend, as_json):
+    """Create the config (if missing) and the device's Ed25519 key, encrypted at rest."""
+    from shadowmesh_client.config import default_config_path, write_config
+    from shadowmesh_client.identity import resolve_passphrase
+
+    path = Path(state.config_path) if state.config_path else default_config_path()
+    created_config = False
+    if not path.exists():
+        values = {k: v for k, v in {
+            "rpc_url": rpc_url, "deployments": deployments and str(Path(deployments).resolve()),
+            "network_id": network_id, "endpoint": endpoint,
+            "owner_keystore": owner_keystore and str(Path(owner_keystore).resolve()),
+            "keystore_backend": keystore_backend, "device_key": "device.key", "state_dir": "state",
+        }.items() if v is not None}
+        write_config(path, values)
+        created_config = True
+    elif any(v is not None for v in (rpc_url, deployments, network_id, endpoint, owner_keystore, keystore_backend)):
+        raise ConfigError(f"{path} already exists: edit it instead of passing options to init")
+    state.config_path = str(path)
+    ks = state.keystore()
+    if ks.exists():
+        pub, created_key = ks.public_key(), False
+    else:
+        passphrase = None
+        if not ks.uses_keyring():
+            prompt = (lambda: click.prompt("New device key passphrase", hide_input=True, confirmation_prompt=True)) \
+                if sys.stdin.isatty() else None
+            passphrase = resolve_passphrase(state.passphrase_file, prompt)
+        pub, created_key = ks.create(passphrase).public_key, True
+    data = {"config": str(path), "config_created": created_config, "device_key": str(ks.path),
+            "key_created": created_key, "backend": "keyring" if ks.uses_keyring() else "file", "public_key": pub.hex()}
+    emit(as_json, data, "\n".join([
+        f"config: {path}{' (created)' if created_config else ''}",
+        f"device key: {ks.path} ({data['backend']}{', created' if created_key else ', already existed'})",
+        f"public key: {pub.hex()}",
+    ]))
+
+
+# ---------------------------------------------------------------- device transactions
+
+
+def _network(state: State, network_id: int | None) -> int:
+    nid = network_id or state.config.network_id
+    if nid is None:
+        raise ConfigError("no network: pass --network ID or set `network_id:` in the config")
+    return nid
+
+
+def _this_device(state: State, network_id: int | None, device_id: str | None) -> str:
+    if device_id:
+        return device_id
+    return devices.device_id_hex(_network(state, network_id), state.owner_address(), state.keystore().public_key())
+
+
+network_opt = click.option("--network", "network_id", type=click.IntRange(min=1), help="Network id (default: config).")
+device_opt = click.option("--device-id", help="Device id (0x + 64 hex; default: this device in the network).")
+
+
+@click.command()
+@network_opt
+@click.option("--endpoint", help="Public WebSocket URL (default: `endpoint:` of the config; empty: none).")
+@click.option("--relay", is_flag=True, help="Offer to relay traffic for other devices.")
+@json_option
+@click.pass_obj
+def register(state: State, network_id, endpoint, relay, as_json):
+    """Register this device in a network (signs the proof of possession with the device key)."""
+    nid = _network(state, network_id)
+    identity = state.identity()
+    chain = state.chain()
+    account = state.owner_account()
+    r = devices.register(chain, account, identity, nid, endpoint=endpoint if endpoint is not None else
+                         state.config.endpoint, relay=relay)
+    emit(as_json, r.to_dict(), tx_lines(r))
+
+
+@click.command()
+@network_opt
+@device_opt
+@json_option
+@click.pass_obj
+def revoke(state: State, network_id, device_id, as_json):
+    """Revoke a device (owner or network admin). Final: the key must be re-registered under a new owner or key."""
+    did = _this_device(state, network_id, device_id)
+    r = devices.revoke(state.chain(), state.owner_account(), did)
+    emit(as_json, r.to_dict(), tx_lines(r))
+
+
+@click.command()
+@network_opt
+@device_opt
+@json_option
+@click.pass_obj
+def renew(state: State, network_id, device_id, as_json):
+    """Extend a device's registration by the network's period (owner only)."""
+    did = _this_device(state, network_id, device_id)
+    r = devices.renew(state.chain(), state.owner_account(), did)
+    emit(as_json, r.to_dict(), tx_lines(r))
+
+
+@click.command("set-endpoint")
+@click.argument("endpoint", required=False, default="")
+@network_opt
+@device_opt
+@click.option("--relay/--no-relay", default=False, help="Offer to relay traffic.")
+@json_option
+@click.pass_obj
+def set_endpoint(state: State, endpoint, network_id, device_id, relay, as_json):
+    """Publish ENDPOINT (wss://...; omit to clear it) and the relay flag for a device."""
+    if endpoint and not endpoint.startswith(("ws://", "wss://")):
+        raise ConfigError(f"endpoint {endpoint!r} must be a ws:// or wss:// URL")
+    did = _this_device(state, network_id, device_id)
+    r = devices.set_endpoint(state.chain(), state.owner_account(), did, endpoint or None, relay)
+    emit(as_json, r.to_dict(), tx_lines(r))
+
+
+@click.command()
+@network_opt
+@json_option
+@click.pass_obj
+def status(state: State, network_id, as_json):
+    """Show this device's registration on chain."""
+    nid = _network(state, network_id)
+    data = devices.device_status(state.chain(), nid, state.owner_address(), state.keystore().public_key())
+    emit(as_json, data, "\n".join(f"{k.replace('_', ' ')}: {v}" for k, v in data.items()))
+
+
+# ---------------------------------------------------------------- the directory
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@click.command()
+@network_opt
+@click.option("--all", "show_all", is_flag=True, help="Also list devices that are not trusted now (any status).")
+@click.option("--no-sync", is_flag=True, help="Do not contact the chain; show the stored state.")
+@json_option
+@click.pass_obj
+def peers(state: State, network_id, show_all, no_sync, as_json):
+    """Sync the directory from the registry's events and list the network's peers."""
+    from shadowmesh_client.directory.syncer import open_syncer
+
+    cfg = state.config
+    nid = _network(state, network_id)
+    if cfg.deployments is not None:
+        dep = state.deployment()
+        chain_id, registry, start = dep.chain_id, dep.registry, dep.deploy_block
+    else:
+        chain_id, registry, start = cfg.chain_id, cfg.registry, cfg.deploy_block
+    syncer = open_syncer(cfg.rpc_url, chain_id, registry, nid, cfg.state_dir, deploy_block=start,
+                         confirmations=cfg.confirmations, retries=2)
+    warning = None
+    if not no_sync:
+        if syncer.store.synced_block is None:
+            _check_chain(syncer, chain_id)
+        try:
+            syncer.sync_once()
+        except ChainError as exc:
+            if syncer.store.synced_block is None:
+                raise
+            warning = f"showing stored state: {exc}"
+    now = time.time()
+    st = syncer.status(now)
+    d = syncer.directory
+    rows = d.all_devices() if show_all else d.peers(now)
+    if warning:
+        stale = f"{st.stale_seconds:.0f} s" if st.stale_seconds is not None else "unknown"
+        click.echo(f"warning: {warning} (synced to block {st.synced_block}, {stale} ago)", err=True)
+    data = {
+        "network_id": nid, "synced_block": st.synced_block, "stale_seconds": st.stale_seconds, "error": st.error,
+        "peers": [{
+            "overlay_address": str(p.overlay_address), "public_key": p.public_key.hex(), "device_id": "0x" + p.device_id.hex(),
+            "owner": p.owner, "endpoint": p.endpoint, "relay": p.relay, "expires_at": p.expires_at,
+            "status": p.status.name.lower(), "trusted": d.is_trusted(p.public_key, now),
+        } for p in rows],
+    }
+    lines = [f"{'OVERLAY':<16} {'PUBLIC KEY':<18} {'OWNER':<14} {'STATUS':<10} {'RELAY':<5} {'EXPIRES':<20} ENDPOINT"]
+    for p in data["peers"]:
+        lines.append(f"{p['overlay_address']:<16} {p['public_key'][:16] + '..':<18} {p['owner'][:12] + '..':<14} "
+                     f"{p['status']:<10} {'yes' if p['relay'] else 'no':<5} {_when(p['expires_at']):<20} "
+                     f"{p['endpoint'] or '-'}")
+    lines.append(f"{len(rows)} peer(s) in network {nid}, synced to block {st.synced_block}")
+    emit(as_json, data, "\n".join(lines))
+    syncer.store.close()
+
+
+def _check_chain(syncer, chain_id: int) -> None:
+    got = syncer.reader.chain_id()
+    if got != chain_id:
+        raise ChainError(f"wrong chain: {syncer.reader.rpc.url} is chain {got} but the config is for chain {chain_id}")
+
+
+COMMANDS = (init, register, revoke, renew, set_endpoint, status, peers)

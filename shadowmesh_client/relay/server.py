@@ -1,0 +1,218 @@
+"""RelayServer: the asyncio wrapper that moves envelopes between links and the pure RelayCore.
+
+Spec: "Data Plane" (relay fallback), "Security Architecture" (relay tier: rate limiting, stateless).
+Envelope layout and trust argument: shadowmesh_client/relay_core/envelope.py and docs/transport.md.
+
+``authenticate(first_message) -> (response, peer_key) | None`` is supplied by the relay daemon: it runs
+the protocol handshake (device -> relay) and returns the handshake response frame(s) and the
+AUTHENTICATED 32-byte Ed25519 key of the device. The routing table is keyed by that key only; nothing a
+device sends later can change it. Response frames are sent as LOCAL envelopes, so every message after the
+upgrade is an envelope.
+
+Per link: one reader task (websockets' handler) and, only while frames are queued for that device, one
+writer task. A slow receiver backs up into its bounded core queue (then drops, counted), never into
+unbounded memory; websockets' ``write_limit`` bounds what sits in the socket's user-space buffer.
+Restart-safe: the relay keeps no state a device needs; devices simply reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from typing import Any, Awaitable, Callable, Sequence, Union
+
+from shadowmesh_client.relay import Forwarded, Local, RelayConfig, RelayCore, encode_local
+from shadowmesh_client.relay.envelope import KEY_BYTES
+from shadowmesh_client.transport.config import ServerConfig
+from shadowmesh_client.transport.base import CLOSE_REPLACED, CLOSE_REVOKED, Link, Server, Transport
+from shadowmesh_client.transport.errors import LinkClosedError
+
+log = logging.getLogger(__name__)
+
+RelayAuthResult = tuple[Union[bytes, Sequence[bytes]], bytes]
+RelayAuthenticate = Callable[[bytes], Union[Awaitable[RelayAuthResult | None], RelayAuthResult, None]]
+# on_local(device_key, frame) -> frames to send back to that device (each wrapped in a LOCAL envelope)
+OnLocal = Callable[[bytes, memoryview], Union[Awaitable[Sequence[bytes] | None], Sequence[bytes], None]]
+
+MAX_LOCAL_IN_FLIGHT = 8  # per link: awaitable on_local replies pending before the reader waits (backpressure)
+
+
+async def _ready(value):
+    return value
+
+
+class RelayServer:
+    """``async with RelayServer(server_config, relay_config, authenticate) as relay:``.
+    ``relay.core`` exposes counters (``core.usage(key)``, ``core.take_usage()``, ``core.drops``)."""
+
+    def __init__(self, config: ServerConfig, relay_config: RelayConfig | None, authenticate: RelayAuthenticate,
+                 *, on_local: OnLocal | None = None, clock: Callable[[], float] = time.monotonic,
+                 transport: Transport | None = None) -> None:
+        self.core = RelayCore(relay_config)
+        self._authenticate = authenticate
+        self._on_local = on_local
+        self._clock = clock
+        self._writers: dict[bytes, asyncio.Task] = {}
+        self._closers: set[asyncio.Task] = set()
+        self._repliers: dict[Link, list[asyncio.Task]] = {}   # per link: LOCAL replies in flight, in order
+        if transport is None:
+            from shadowmesh_client.transport.ws import WebSocketTransport
+
+            transport = WebSocketTransport()
+        self._server = transport.server(config, self._auth, self._on_link)
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def close(self) -> None:
+        await self._server.close()
+        replies = [t for tasks in self._repliers.values() for t in tasks]
+        for task in list(self._writers.values()) + list(self._closers) + replies:
+            task.cancel()
+
+    async def __aenter__(self) -> "RelayServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def links(self) -> set[Link]:
+        return self._server.links
+
+    @property
+    def server(self) -> Server:
+        return self._server
+
+    async def disconnect(self, key: bytes) -> bool:
+        """Close the device's link (e.g. revoked in the directory). Returns False if not connected."""
+        link = self.core.link_of(key)
+        if link is None:
+            return False
+        self.core.detach(key, link)
+        await link.close(CLOSE_REVOKED, "")
+        return True
+
+    # ---- per link ---------------------------------------------------------------------------------
+    async def _auth(self, hello: bytes) -> tuple[list[bytes], bytes] | None:
+        result = self._authenticate(hello)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is None:
+            return None
+        response, key = result
+        if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
+            raise TypeError("relay authenticate must return the device's 32-byte Ed25519 public key")
+        frames = [response] if isinstance(response, (bytes, bytearray, memoryview)) else list(response)
+        return [encode_local(f) for f in frames if len(f)], bytes(key)
+
+    async def _on_link(self, link: Link) -> None:
+        key: bytes = link.peer
+        old = self.core.attach(key, link, self._clock())
+        if old is not None:
+            self._spawn_close(old, CLOSE_REPLACED)
+        if self.core.queued_bytes(key):
+            self._kick(key)
+        try:
+            while True:
+                message = await link.recv()
+                result = self.core.on_message(key, message, self._clock())
+                if type(result) is Forwarded:
+                    self._kick(result.destination)
+                elif type(result) is Local and self._on_local is not None:
+                    pending = self._local(link, key, result.frame)
+                    if pending is not None:
+                        await pending
+        except LinkClosedError:
+            pass
+        finally:
+            self.core.detach(key, link)
+
+    def _local(self, link: Link, key: bytes, frame: memoryview) -> Awaitable[None] | None:
+        """Hand a LOCAL frame to ``on_local``. Its replies go back in arrival order, but an awaitable
+        ``on_local`` (a payments receipt: ledger commit on the billing thread, several ms) no longer holds
+        up the link's reader: forwarding continues meanwhile (``bench mesh`` relayed). At most
+        ``MAX_LOCAL_IN_FLIGHT`` per link are in flight; beyond that the reader waits for the oldest
+        (backpressure, bounded memory). Returns what the reader must await, or None."""
+        replies = self._on_local(key, frame)
+        inflight = self._repliers.get(link)
+        if not inspect.isawaitable(replies):
+            if not replies:
+                return None
+            if not inflight:
+                return self._send_local(link, replies)
+            replies = _ready(replies)
+        if inflight is None:
+            inflight = self._repliers[link] = []
+        previous = inflight[-1] if inflight else None
+        task = asyncio.get_running_loop().create_task(self._reply(link, previous, replies))
+        inflight.append(task)
+        task.add_done_callback(lambda t: self._reply_done(link, t))
+        if len(inflight) > MAX_LOCAL_IN_FLIGHT:
+            return asyncio.wait([inflight[0]])
+        return None
+
+    async def _send_local(self, link: Link, replies: Sequence[bytes]) -> None:
+        for reply in replies:
+            await link.send(encode_local(reply))
+
+    async def _reply(self, link: Link, previous: asyncio.Task | None, replies: Awaitable) -> None:
+        try:
+            result = await replies
+        except Exception as exc:  # noqa: BLE001 - a bug in on_local: as before, the link ends
+            log.warning("on_local failed (%s: %s): closing the link", type(exc).__name__, exc)
+            if previous is not None:
+                await asyncio.wait([previous])
+            await link.close(1011, "")
+            return
+        if previous is not None:
+            await asyncio.wait([previous])   # replies leave in the order their frames arrived
+        try:
+            await self._send_local(link, result or ())
+        except LinkClosedError:
+            pass
+
+    def _reply_done(self, link: Link, task: asyncio.Task) -> None:
+        inflight = self._repliers.get(link)
+        if inflight is not None:
+            try:
+                inflight.remove(task)
+            except ValueError:
+                pass
+            if not inflight:
+                del self._repliers[link]
+
+    def _kick(self, destination: bytes) -> None:
+        if destination not in self._writers:
+            self._writers[destination] = asyncio.get_running_loop().create_task(self._write(destination))
+
+    async def _write(self, destination: bytes) -> None:
+        try:
+            while True:
+                link = self.core.link_of(destination)
+                message = self.core.pop(destination)
+                if link is None or message is None:
+                    return
+                try:
+                    await link.send(message)
+                except LinkClosedError:
+                    return  # the reader's detach drops the rest of the queue
+        finally:
+            self._writers.pop(destination, None)
+
+    def _spawn_close(self, link: Link, code: int) -> None:
+        task = asyncio.get_running_loop().create_task(link.close(code, ""))
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)

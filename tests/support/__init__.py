@@ -1,1 +1,0 @@
-"""Shared test helpers (real chain processes: tests/support/chain.py)."""
