@@ -21,8 +21,9 @@ Public API for the tunnel layer::
 from shadowmesh_client.directory.core import Change, ChangeKind, Directory, NetworkInfo, Peer
 from shadowmesh_client.directory.events import DeviceStatus, JoinPolicy
 from shadowmesh_client.directory.syncer import DirectorySyncer, SyncStatus, Syncer
+from shadowmesh_client.directory.trust import Role, TrustPolicy
 
 __all__ = [
     "Change", "ChangeKind", "DeviceStatus", "Directory", "DirectorySyncer", "JoinPolicy", "NetworkInfo", "Peer",
-    "SyncStatus", "Syncer",
+    "Role", "SyncStatus", "Syncer", "TrustPolicy",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .netns import Topology, mesh_topology, reap_stale, veth_pair
+from lab.netns import Topology, mesh_topology, reap_stale, veth_pair
 
 _HERE = Path(__file__).parent
 

@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from shadowmesh_client.tun.netns import enter_netns
 
-from .netns import Topology
+from lab.netns import Topology
 
 PROXY_READ_TIMEOUT = 3600
 """Seconds nginx keeps an idle proxied connection (its default of 60 s would cut idle tunnels)."""

@@ -9,7 +9,7 @@ import pytest
 
 from bench.baselines import WG_SOCKET_DIR, iperf3_tcp, ping_rtt, tun_loop, wireguard_go
 
-from .netns import Topology, netns_pids
+from lab.netns import Topology, netns_pids
 
 
 def test_iperf3_and_ping_over_plain_veth(veth: Topology) -> None:

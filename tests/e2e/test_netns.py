@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .netns import Topology, list_namespaces, mesh_topology
+from lab.netns import Topology, list_namespaces, mesh_topology
 
 PORT = 7000
 TESTS = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from shadowmesh_client.tun.netns import enter_netns
 
-from .netns import Topology
+from lab.netns import Topology
 from .nginx import Nginx, make_tls
 
 PREFIX = "/api/v1/ws/"
