@@ -47,7 +47,7 @@ def node_link_limits() -> LinkLimits:
 
 # ---- first sync ---------------------------------------------------------------------------------------
 async def first_sync(ds: Any, *, max_delay: float = 8.0) -> None:
-    """One successful sync round of ``ds`` (a directory.DirectorySyncer). With stored state a failure is
+    """One successful sync round of ``ds`` (a directory.DirectorySource). With stored state a failure is
     only a warning (the daemon starts on what it has and keeps retrying); without, retry with backoff."""
     delay = 0.25
     while True:
@@ -55,7 +55,7 @@ async def first_sync(ds: Any, *, max_delay: float = 8.0) -> None:
             await ds.sync_once()
             return
         except ChainError as exc:
-            if ds.syncer.store.synced_block is not None:
+            if ds.has_state:
                 log.warning("chain unreachable, starting from the stored directory: %s", exc)
                 return
             log.warning("chain unreachable and no stored directory yet; retrying in %.1f s: %s", delay, exc)

@@ -13,8 +13,8 @@ from shadowmesh_client.daemon_common import run_until_signalled, setup_logging
 from shadowmesh_client.errors import ConfigError
 
 
-def _open_syncer(state):
-    from shadowmesh_client.directory.syncer import open_syncer
+def _open_source(state, interval: float):
+    from shadowmesh_client.directory.syncer import DirectorySyncer, open_syncer
 
     cfg = state.config
     if cfg.network_id is None:
@@ -25,8 +25,9 @@ def _open_syncer(state):
     else:
         chain_id, registry, start = cfg.chain_id, cfg.registry, cfg.deploy_block
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    return open_syncer(cfg.rpc_url, chain_id, registry, cfg.network_id, cfg.state_dir, deploy_block=start,
-                       confirmations=cfg.confirmations, retries=1, timeout=5.0)
+    syncer = open_syncer(cfg.rpc_url, chain_id, registry, cfg.network_id, cfg.state_dir, deploy_block=start,
+                         confirmations=cfg.confirmations, retries=1, timeout=5.0)
+    return DirectorySyncer(syncer, interval=interval)
 
 
 def _tls(fn):
@@ -54,13 +55,12 @@ def up(state, listen, mtu, tun_name, ca_file, status_file, tls_cert, tls_key):
     cfg = state.config
     setup_logging(cfg.log_level)
     identity = state.identity()
-    syncer = _open_syncer(state)
     if mtu is None:
         mtu = cfg.tun.mtu
     settings = NodeSettings(
         tun_name=tun_name or cfg.tun.name, mtu=mtu, listen=listen or cfg.listen, tls_cert=tls_cert, tls_key=tls_key,
         ca_file=ca_file, relays=tuple(cfg.relays), status_file=status_file or str(cfg.state_dir / "node-status.json"))
-    node = Node(identity, syncer, settings, endpoint=cfg.endpoint, payments=load_device_payments(state))
+    node = Node(identity, _open_source(state, settings.directory_interval), settings, endpoint=cfg.endpoint, payments=load_device_payments(state))
     run_until_signalled(node.run)
 
 
@@ -83,12 +83,11 @@ def relay(state, listen, rate_limit, metrics_port, status_file, tls_cert, tls_ke
     cfg = state.config
     setup_logging(cfg.log_level)
     identity = state.identity()
-    syncer = _open_syncer(state)
     settings = RelaySettings(listen=listen or cfg.listen, tls_cert=tls_cert, tls_key=tls_key,
                              rate_bytes_per_second=rate_limit, metrics_port=metrics_port,
                              status_file=status_file or str(cfg.state_dir / "relay-status.json"),
                              payments=_billing(state, BillingSettings))
-    run_until_signalled(RelayDaemon(identity, syncer, settings, endpoint=cfg.endpoint).run)
+    run_until_signalled(RelayDaemon(identity, _open_source(state, settings.directory_interval), settings, endpoint=cfg.endpoint).run)
 
 
 def _billing(state, settings_cls):

@@ -29,7 +29,7 @@ import os
 import time
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from shadowmesh_client.directory import events as ev
 from shadowmesh_client.directory.core import Change, Directory
@@ -204,8 +204,17 @@ class DirectorySyncer:
     def directory(self) -> Directory:
         return self.syncer.directory
 
+    @property
+    def has_state(self) -> bool:
+        """True once something was synced and stored (a daemon may start on it while the chain is down)."""
+        return self.syncer.store.synced_block is not None
+
     def status(self, now: float | None = None) -> SyncStatus:
         return self.syncer.status(now)
+
+    def close(self) -> None:
+        """Close the SQLite store. Only after ``run``/``sync_once`` have ended (no worker thread left)."""
+        self.syncer.store.close()
 
     async def sync_once(self) -> int:
         s = self.syncer
@@ -264,3 +273,25 @@ def open_syncer(
     reader = LogReader(JsonRpc(rpc_url, timeout=timeout), registry, **reader_options)
     return Syncer(Directory(chain_id, registry, network_id), store, reader, start_block=deploy_block,
                   confirmations=confirmations)
+
+
+class DirectorySource(Protocol):
+    """What a daemon needs of its directory: the live ``directory``, one ``sync_once`` round (raises
+    ChainError when the chain cannot be read), ``run`` (follow until cancelled), ``status``, ``has_state``
+    (a stored state to start from when the chain is down) and ``close`` (release the store; call only
+    after every task using the source has ended). Implementations: ``DirectorySyncer`` (the chain) and,
+    for tests, ``lab.directory.MemoryRegistry`` (an in-process registry)."""
+
+    @property
+    def directory(self) -> Directory: ...
+
+    @property
+    def has_state(self) -> bool: ...
+
+    async def sync_once(self) -> int: ...
+
+    async def run(self) -> None: ...
+
+    def status(self, now: float | None = None) -> SyncStatus: ...
+
+    def close(self) -> None: ...

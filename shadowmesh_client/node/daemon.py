@@ -26,7 +26,7 @@ import os
 import time
 from urllib.parse import urlsplit
 
-from shadowmesh_client.directory import DirectorySyncer
+from shadowmesh_client.directory import DirectorySource
 from shadowmesh_client.errors import ConfigError
 from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
 from shadowmesh_client.transport import Server, ServerConfig, Transport
@@ -45,18 +45,17 @@ OVERLAY_PREFIX = 10  # spec "Network Layer": the overlay is 100.64.0.0/10 (RFC 6
 class Node:
     """One device's mesh daemon. ``await Node(...).run(stop_event)``; see the module docstring."""
 
-    def __init__(self, identity, syncer, settings: NodeSettings, *, endpoint: str | None = None,
+    def __init__(self, identity, source: DirectorySource, settings: NodeSettings, *, endpoint: str | None = None,
                  protocol: ProtocolConfig | None = None, payments=None, transport: Transport | None = None,
                  tun: TunDevice | None = None) -> None:
         self.identity = identity
-        self.syncer = syncer
+        self.ds = source
         self.settings = settings
         self.transport = transport if transport is not None else _websocket_transport()
         self._given_tun = tun
         self.endpoint = endpoint
-        d = syncer.directory
+        d = source.directory
         self.protocol = protocol or ProtocolConfig(NetworkBinding(d.chain_id, d.registry, d.network_id))
-        self.ds = DirectorySyncer(syncer, interval=settings.directory_interval)
         self.manager: PeerManager | None = None
         self.pump: Pump | None = None
         self.server: Server | None = None
@@ -73,7 +72,7 @@ class Node:
         unsubscribe = None
         try:
             await first_sync(self.ds)
-            d = self.syncer.directory
+            d = self.ds.directory
             me = d.peer_for_key(self.identity.public_key, now())
             if me is None:
                 raise ConfigError(
@@ -157,14 +156,14 @@ class Node:
             self.write_status(stopped=True)
         except OSError as exc:
             log.warning("cannot write the status file: %s", exc)
-        self.syncer.store.close()
+        self.ds.close()
 
     def status(self) -> dict:
         out = {"public_key": self.identity.public_key.hex(), "overlay": self.overlay,
                "tun": self.tun.name if self.tun is not None else None, "mtu": self.settings.mtu,
                "started_at": self.started_at, "ready_at": self.ready_at, "pid": os.getpid(),
                "listening": self.listen_port,
-               "directory": vars(self.syncer.status())}
+               "directory": vars(self.ds.status())}
         if self.manager is not None:
             out.update(self.manager.status())
             out["counters"] = self.pump.counters()

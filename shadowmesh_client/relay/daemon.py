@@ -35,7 +35,7 @@ from shadowmesh_client.errors import ConfigError, ProtocolError
 from shadowmesh_client.protocol import FrameType, NetworkBinding, ProtocolConfig, Session, SessionState, peek_header
 from shadowmesh_client.relay import RelayConfig
 from shadowmesh_client.rewards.messages import is_control
-from shadowmesh_client.directory import DirectorySyncer
+from shadowmesh_client.directory import DirectorySource
 from shadowmesh_client.transport import ServerConfig, Transport
 from shadowmesh_client.relay.server import RelayServer
 from shadowmesh_client.daemon_common import LINK_MAX_MESSAGE_BYTES, first_sync, node_link_limits, write_status_file
@@ -90,16 +90,15 @@ class RelaySettings:
 
 
 class RelayDaemon:
-    def __init__(self, identity, syncer, settings: RelaySettings, *, endpoint: str | None = None,
+    def __init__(self, identity, source: DirectorySource, settings: RelaySettings, *, endpoint: str | None = None,
                  transport: Transport | None = None) -> None:
         self.identity = identity
-        self.syncer = syncer
+        self.ds = source
         self.settings = settings
         self.endpoint = endpoint
         self.transport = transport
-        d = syncer.directory
+        d = source.directory
         self.protocol = ProtocolConfig(NetworkBinding(d.chain_id, d.registry, d.network_id))
-        self.ds = DirectorySyncer(syncer, interval=settings.directory_interval)
         self.sessions: dict[bytes, Session] = {}
         self.totals: dict[bytes, list[int]] = {}   # key -> [bytes_in, messages_in, bytes_out, messages_out]
         self.drops: dict[str, int] = {}
@@ -110,7 +109,7 @@ class RelayDaemon:
         self.started_at = time.time()
 
     def _trusted(self, key: bytes) -> bool:
-        return self.syncer.directory.is_trusted(key, time.time())
+        return self.ds.directory.is_trusted(key, time.time())
 
     # ---- hooks ----------------------------------------------------------------------------------------
     def authenticate(self, hello: bytes):
@@ -136,7 +135,7 @@ class RelayDaemon:
         return received.outgoing, key
 
     def _billing_hello(self, key: bytes) -> list[bytes]:
-        peer = self.syncer.directory.peer_for_key(key, time.time())
+        peer = self.ds.directory.peer_for_key(key, time.time())
         if peer is None:
             return []
         self.billing.learn(key, peer.owner, peer.device_id)
@@ -160,7 +159,7 @@ class RelayDaemon:
     async def sweep(self) -> None:
         """Disconnect devices the directory no longer trusts; fold the core's counters into the totals."""
         t = time.time()
-        d = self.syncer.directory
+        d = self.ds.directory
         for key in {link.peer for link in list(self.server.links)}:
             if not d.is_trusted(key, t):
                 self.sessions.pop(key, None)
@@ -192,7 +191,7 @@ class RelayDaemon:
     async def run(self, stop: asyncio.Event) -> None:
         await first_sync(self.ds)
         tune_gc()
-        d = self.syncer.directory
+        d = self.ds.directory
         me = d.peer_for_key(self.identity.public_key, time.time())
         if me is None or not me.relay:
             raise ConfigError("this device is not registered as a relay in network "
@@ -233,7 +232,7 @@ class RelayDaemon:
             if self.billing is not None:
                 await self.billing.close()
             self.write_status(stopped=True)
-            self.syncer.store.close()
+            self.ds.close()
 
     async def _sweeper(self) -> None:
         while True:
