@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 DEBIAN_PACKAGES := iproute2 iptables nftables iperf3 iputils-ping ethtool wireguard-tools wireguard-go nginx-light openssl tcpdump
 
-.PHONY: help setup venv npm debs compile test test-contracts test-client test-e2e slither gas bench demo anvil lock clean
+.PHONY: help setup venv npm debs compile test lint coverage test-contracts test-client test-e2e slither gas bench demo anvil lock clean
 
 help: ## list the targets
 	@echo "ShadowMesh — make targets:"
@@ -48,8 +48,18 @@ debs: ## Debian packages for the end-to-end tests and benchmarks (only when root
 compile: venv npm ## compile the contracts (ape + solcjs)
 	$(APE) compile
 
-test: setup compile ## run every test: contracts, Slither, client, end-to-end
-	$(MAKE) --no-print-directory test-contracts slither test-client test-e2e
+test: setup compile ## run every test: lint, contracts, Slither, client, end-to-end
+	$(MAKE) --no-print-directory lint test-contracts slither test-client test-e2e
+
+LINT_PATHS := shadowmesh_client lab bench tests scripts tools
+
+lint: venv ## ruff (style, imports, bugbear, pyupgrade) and mypy (strict on the pure cores): pyproject.toml
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy shadowmesh_client
+
+coverage: venv npm ## client tests with line and branch coverage of node/, relay/ and rewards/ (report printed)
+	$(PYTEST) tests/client -p no:ape_test -q --cov=shadowmesh_client.node --cov=shadowmesh_client.relay \
+	  --cov=shadowmesh_client.rewards --cov-branch --cov-report=term-missing:skip-covered
 
 test-contracts: venv npm ## contract tests on Ape's local EVM
 	$(APE) test tests/contracts
@@ -82,4 +92,4 @@ lock: ## re-resolve requirements.in into requirements.lock
 	  /tmp/shadowmesh-lock/bin/pip freeze ) > requirements.lock
 
 clean: ## remove build outputs (keeps the virtualenv and node_modules)
-	rm -rf .build contracts/.cache .pytest_cache .hypothesis
+	rm -rf .build contracts/.cache .pytest_cache .hypothesis .mypy_cache .ruff_cache .coverage

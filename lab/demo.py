@@ -30,8 +30,8 @@ def main() -> int:
         print("error: the demo needs root (network namespaces and TUN devices): run `sudo make demo`", file=sys.stderr)
         return 2
     from bench.baselines import iperf3_tcp, ping_rtt
-    from lab.netns import list_namespaces
     from lab.mesh import LabError, standard_mesh
+    from lab.netns import list_namespaces
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="smt-demo-") as workdir:

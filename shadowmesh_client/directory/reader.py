@@ -17,7 +17,8 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import requests
 
@@ -52,7 +53,7 @@ class JsonRpc:
         self._session = requests.Session()
         self._ids = itertools.count(1)
 
-    def call(self, method: str, params: list) -> object:
+    def call(self, method: str, params: list[Any]) -> Any:
         try:
             resp = self._session.post(
                 self.url, json={"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params},
@@ -107,7 +108,7 @@ class LogReader:
         self.max_backoff = max_backoff
         self._sleep = sleep
 
-    def _call(self, method: str, params: list) -> object:
+    def _call(self, method: str, params: list[Any]) -> Any:  # the JSON "result"
         delay = self.backoff
         for attempt in itertools.count():
             try:
@@ -120,6 +121,10 @@ class LogReader:
                 delay = min(delay * 2, self.max_backoff)
         raise AssertionError("unreachable")
 
+    def close(self) -> None:
+        """Close the HTTP session (no call may be running)."""
+        self.rpc.close()
+
     def chain_id(self) -> int:
         return int(self._call("eth_chainId", []), 16)
 
@@ -131,7 +136,7 @@ class LogReader:
         return bytes.fromhex(block["hash"][2:]) if block else None
 
     def get_logs(self, from_block: int, to_block: int) -> list[dict]:
-        return self._call(  # type: ignore[return-value]
+        return self._call(
             "eth_getLogs", [{"address": self.registry, "fromBlock": hex(from_block), "toBlock": hex(to_block)}]
         )
 

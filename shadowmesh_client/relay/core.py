@@ -74,7 +74,7 @@ class DeviceUsage:
     messages_in: int = 0
     bytes_out: int = 0
     messages_out: int = 0
-    dropped: Counter = field(default_factory=Counter)
+    dropped: Counter[DropReason] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +174,7 @@ class RelayCore:
         if sender != source:
             return self._drop(usage, DropReason.SPOOFED)
         destination = env.key
+        assert destination is not None  # decode() sets the key of every non-LOCAL envelope
         if destination == source:
             return self._drop(usage, DropReason.TO_SELF)
         budgets = self.budgets

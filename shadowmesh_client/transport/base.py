@@ -18,7 +18,8 @@ May import: transport.config, transport.errors. Pure typing: no asyncio objects 
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Protocol, Sequence, Union, runtime_checkable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from shadowmesh_client.transport.config import ClientConfig, ServerConfig
 
@@ -34,9 +35,9 @@ CLOSE_REPLACED = 4000
 CLOSE_REVOKED = 4001
 """Application close code: the directory no longer trusts the peer (revoked, suspended, expired)."""
 
-Message = Union[bytes, bytearray, memoryview]
-AuthResult = tuple[Union[bytes, Sequence[bytes]], Any]
-Authenticate = Callable[[bytes], Union[Awaitable[AuthResult | None], AuthResult, None]]
+Message = bytes | bytearray | memoryview
+AuthResult = tuple[bytes | Sequence[bytes], Any]
+Authenticate = Callable[[bytes], Awaitable[AuthResult | None] | AuthResult | None]
 """``authenticate(hello) -> (response frame(s), peer) | None``: the protocol's first handshake message,
 carried in the opening of the link; None refuses it (the prober sees an ordinary web page)."""
 

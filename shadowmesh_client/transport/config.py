@@ -107,7 +107,7 @@ class ServerConfig:
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """Server TLS context (TLS 1.2+, certificate chain from the files), or None for plain WS."""
-        if not self.tls:
+        if self.tls_cert is None:  # not self.tls
             return None
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
