@@ -38,6 +38,7 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from shadowmesh_client.errors import ConfigError
 
@@ -147,12 +148,12 @@ class Config(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _chain_source(self) -> "Config":
+    def _chain_source(self) -> Config:
         if self.deployments is None and (self.chain_id is None or self.registry is None):
             raise ValueError("set `deployments` (a deployment record) or both `chain_id` and `registry`")
         return self
 
-    def resolve_paths(self, base: Path) -> "Config":
+    def resolve_paths(self, base: Path) -> Config:
         """Make relative paths relative to ``base`` (the config file's folder)."""
         def fix(p: Path | None) -> Path | None:
             if p is None:
@@ -171,15 +172,16 @@ class Config(BaseModel):
         })
 
 
-def _describe(err: dict, data: object) -> str:
+def _describe(err: ErrorDetails, data: object) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         parent = data
         for part in err["loc"][:-1]:
             parent = parent.get(part, {}) if isinstance(parent, dict) else {}
-        model = Config
+        model: type[BaseModel] = Config
+        sections: dict[str, type[BaseModel]] = {"tun": TunConfig, "payments": PaymentsConfig}
         for part in err["loc"][:-1]:
-            model = {"tun": TunConfig, "payments": PaymentsConfig}.get(str(part), model)
+            model = sections.get(str(part), model)
         close = difflib.get_close_matches(str(err["loc"][-1]), list(model.model_fields), n=1)
         hint = f" (did you mean `{'.'.join(map(str, err['loc'][:-1] + (close[0],)))}`?)" if close else ""
         return f"unknown key `{loc}`{hint}"

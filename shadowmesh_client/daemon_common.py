@@ -13,7 +13,8 @@ import logging
 import os
 import signal
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from shadowmesh_client.errors import ChainError
 from shadowmesh_client.transport.config import LinkLimits

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def _h(b: bytes) -> str:
     return "0x" + b.hex()
 
 
-_MESSAGES = {
+_MESSAGES: dict[str, Callable[[list[Any]], str]] = {
     "DeviceRegistryUnknownNetwork": lambda a: f"network {a[0]} does not exist",
     "DeviceRegistryUnknownDevice": lambda a: f"no device has id {_h(a[0])}",
     "DeviceRegistryNotNetworkAdmin": lambda a: f"{a[1]} is not the admin of network {a[0]}",
@@ -136,8 +137,12 @@ def _plain(name: str, args: list) -> str:
     return f"{name}({', '.join(map(str, args))})"
 
 
+def _token_message(name: str, words: str) -> Callable[[list[Any]], str]:
+    return lambda a: f"{words} ({_plain(name, a)})"
+
+
 for _name, _words in _TOKEN_WORDS.items():
-    _MESSAGES[_name] = lambda a, n=_name, w=_words: f"{w} ({_plain(n, a)})"
+    _MESSAGES[_name] = _token_message(_name, _words)
 
 
 def _error_table(abi: list) -> dict[bytes, tuple[str, list[str]]]:
@@ -170,7 +175,7 @@ def explain_error(data: bytes | str | None, abi: list) -> str:
         args = list(abi_decode(types, body))
     except Exception:  # noqa: BLE001 - malformed revert data: still name the error
         return f"reverted with {name} (undecodable arguments)"
-    args = [to_checksum_address(a) if t == "address" else a for t, a in zip(types, args)]
+    args = [to_checksum_address(a) if t == "address" else a for t, a in zip(types, args, strict=True)]
     return _MESSAGES.get(name, lambda a: _plain(name, a))(args)
 
 
@@ -217,7 +222,8 @@ class Chain:
                 f"{deployment.chain_id}; point rpc_url and deployments at the same network"
             )
         self.chain_id = chain_id
-        self.registry = self.w3.eth.contract(address=deployment.registry, abi=deployment.registry_abi)
+        self.registry = self.w3.eth.contract(address=to_checksum_address(deployment.registry),
+                                             abi=deployment.registry_abi)
 
     def explain(self, exc: BaseException) -> str:
         """A failed call or transaction in words: the custom errors of both contracts, Error(string), Panic."""
@@ -230,7 +236,7 @@ class Chain:
         """A view call; reverts become ChainError in words."""
         try:
             return fn.call()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - web3 raises many unrelated types; all become ChainError
             raise ChainError(self.explain(exc)) from None
 
     def transact(self, account: Any, fn: Any, *, value: int = 0, timeout: float = 120.0) -> Any:
@@ -239,7 +245,7 @@ class Chain:
         sender = account.address
         try:
             gas = fn.estimate_gas({"from": sender, "value": value})
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - web3 raises many unrelated types; all become ChainError
             raise ChainError(self.explain(exc)) from None
         gas = int(gas * 1.2) + 10_000
         try:
@@ -248,7 +254,7 @@ class Chain:
             tip = int(w3.eth.max_priority_fee) if base_fee else 0
             nonce = w3.eth.get_transaction_count(sender, "pending")
             balance = w3.eth.get_balance(sender)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - web3 raises many unrelated types; all become ChainError
             raise ChainError(f"cannot reach the RPC endpoint {self.rpc_url} ({type(exc).__name__})") from None
         if base_fee:
             max_fee = 2 * base_fee + tip
@@ -269,16 +275,17 @@ class Chain:
         try:
             tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
             receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - web3 raises many unrelated types; all become ChainError
             msg = str(exc)
             if "insufficient funds" in msg.lower():
                 raise ChainError(f"account {sender} has too little to pay for this transaction: fund it") from None
-            raise ChainError(f"sending the transaction failed: {msg.splitlines()[0] if msg else type(exc).__name__}") from None
+            first = msg.splitlines()[0] if msg else type(exc).__name__
+            raise ChainError(f"sending the transaction failed: {first}") from None
         if receipt["status"] != 1:
             try:
                 fn.call({"from": sender, "value": value}, block_identifier=receipt["blockNumber"])
                 reason = "the transaction reverted"
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - web3 raises many unrelated types; all become ChainError
                 reason = self.explain(exc)
             raise ChainError(f"{reason} (tx {receipt['transactionHash'].hex()})")
         return receipt

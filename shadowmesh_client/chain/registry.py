@@ -17,7 +17,8 @@ from typing import Any
 from shadowmesh_client.chain import STATUS_NAMES, Chain
 from shadowmesh_client.crypto import Identity
 from shadowmesh_client.directory.events import JoinPolicy
-from shadowmesh_client.directory.proof import device_id as compute_device_id, proof_message
+from shadowmesh_client.directory.proof import device_id as compute_device_id
+from shadowmesh_client.directory.proof import proof_message
 from shadowmesh_client.errors import ChainError
 
 

@@ -18,6 +18,7 @@ import click
 from shadowmesh_client.cli import device, mesh, network, payments
 from shadowmesh_client.cli.common import ErrorsAsMessages, State
 
+
 @click.group(cls=ErrorsAsMessages, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Config file (default: $XDG_CONFIG_HOME/shadowmesh/config.yaml).")

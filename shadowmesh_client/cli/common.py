@@ -83,7 +83,8 @@ class State:
         try:
             return to_checksum_address("0x" + json.loads(path.read_text())["address"].removeprefix("0x"))
         except FileNotFoundError:
-            raise KeystoreError(f"owner keystore {path} not found: create one with `shadowmesh-client account new`") from None
+            raise KeystoreError(
+                f"owner keystore {path} not found: create one with `shadowmesh-client account new`") from None
         except (ValueError, KeyError, TypeError):
             raise KeystoreError(f"owner keystore {path} is not an eth-account keystore file") from None
 
@@ -109,7 +110,8 @@ def owner_password(password_file: str | None, prompt_text: str, confirm: bool = 
     if os.environ.get(OWNER_PASSWORD_ENV):
         return os.environ[OWNER_PASSWORD_ENV]
     if not sys.stdin.isatty():
-        raise KeystoreError(f"the owner keystore needs its password: pass --owner-password-file or set {OWNER_PASSWORD_ENV}")
+        raise KeystoreError(
+            f"the owner keystore needs its password: pass --owner-password-file or set {OWNER_PASSWORD_ENV}")
     return click.prompt(prompt_text, hide_input=True, confirmation_prompt=confirm)
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from shadowmesh_client.chain import registry as devices
 from shadowmesh_client.cli.common import State, emit, json_option, tx_lines
 from shadowmesh_client.errors import ChainError, ConfigError
-
 
 # ---------------------------------------------------------------- init
 
@@ -162,7 +162,7 @@ def status(state: State, network_id, as_json):
 
 
 def _when(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @click.command()
@@ -201,10 +201,11 @@ def peers(state: State, network_id, show_all, no_sync, as_json):
     if warning:
         stale = f"{st.stale_seconds:.0f} s" if st.stale_seconds is not None else "unknown"
         click.echo(f"warning: {warning} (synced to block {st.synced_block}, {stale} ago)", err=True)
-    data = {
+    data: dict[str, Any] = {
         "network_id": nid, "synced_block": st.synced_block, "stale_seconds": st.stale_seconds, "error": st.error,
         "peers": [{
-            "overlay_address": str(p.overlay_address), "public_key": p.public_key.hex(), "device_id": "0x" + p.device_id.hex(),
+            "overlay_address": str(p.overlay_address), "public_key": p.public_key.hex(),
+            "device_id": "0x" + p.device_id.hex(),
             "owner": p.owner, "endpoint": p.endpoint, "relay": p.relay, "expires_at": p.expires_at,
             "status": p.status.name.lower(), "trusted": d.is_trusted(p.public_key, now),
         } for p in rows],
@@ -216,7 +217,7 @@ def peers(state: State, network_id, show_all, no_sync, as_json):
                      f"{p['endpoint'] or '-'}")
     lines.append(f"{len(rows)} peer(s) in network {nid}, synced to block {st.synced_block}")
     emit(as_json, data, "\n".join(lines))
-    syncer.store.close()
+    syncer.close()
 
 
 def _check_chain(syncer, chain_id: int) -> None:

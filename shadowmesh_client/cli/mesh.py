@@ -7,6 +7,8 @@ Errors the user can fix are ShadowMeshError: the main group prints them as one `
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from shadowmesh_client.daemon_common import run_until_signalled, setup_logging
@@ -31,7 +33,8 @@ def _open_source(state, interval: float):
 
 
 def _tls(fn):
-    fn = click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key of --tls-cert.")(fn)
+    fn = click.option("--tls-key", type=click.Path(exists=True, dir_okay=False),
+                      help="PEM private key of --tls-cert.")(fn)
     return click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
                         help="PEM certificate chain: serve wss:// instead of ws://.")(fn)
 
@@ -60,7 +63,8 @@ def up(state, listen, mtu, tun_name, ca_file, status_file, tls_cert, tls_key):
     settings = NodeSettings(
         tun_name=tun_name or cfg.tun.name, mtu=mtu, listen=listen or cfg.listen, tls_cert=tls_cert, tls_key=tls_key,
         ca_file=ca_file, relays=tuple(cfg.relays), status_file=status_file or str(cfg.state_dir / "node-status.json"))
-    node = Node(identity, _open_source(state, settings.directory_interval), settings, endpoint=cfg.endpoint, payments=load_device_payments(state))
+    node = Node(identity, _open_source(state, settings.directory_interval), settings, endpoint=cfg.endpoint,
+                payments=load_device_payments(state))
     run_until_signalled(node.run)
 
 
@@ -87,7 +91,8 @@ def relay(state, listen, rate_limit, metrics_port, status_file, tls_cert, tls_ke
                              rate_bytes_per_second=rate_limit, metrics_port=metrics_port,
                              status_file=status_file or str(cfg.state_dir / "relay-status.json"),
                              payments=_billing(state, BillingSettings))
-    run_until_signalled(RelayDaemon(identity, _open_source(state, settings.directory_interval), settings, endpoint=cfg.endpoint).run)
+    source = _open_source(state, settings.directory_interval)
+    run_until_signalled(RelayDaemon(identity, source, settings, endpoint=cfg.endpoint).run)
 
 
 def _billing(state, settings_cls):

@@ -78,7 +78,8 @@ def withdraw(state: State, amount, all_, as_json):
     value = _amount(amount) if amount else (onchain.balance(chain, account.address).escrow if all_ else None)
     r = onchain.withdraw(chain, account, value)
     if r["action"] == "requested":
-        text = (f"withdrawal of {r['amount']} SMT requested; run `withdraw` again in {onchain.duration(r['seconds_left'])}"
+        wait = onchain.duration(r["seconds_left"])
+        text = (f"withdrawal of {r['amount']} SMT requested; run `withdraw` again in {wait}"
                 f"\ntx: {r['tx_hash']}")
     else:
         text = f"withdrew {r['amount']} SMT (escrow left {r['escrow_left']} SMT)\ntx: {r['tx_hash']}"

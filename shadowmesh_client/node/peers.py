@@ -19,13 +19,18 @@ Who dials whom (one link per peer pair, deterministic): a peer with a published 
 us if we publish none, or if both publish one and our public key is the lower. The other side only
 accepts. A duplicate link (restarts, races) replaces the older one.
 
-Not task-safe beyond the event loop: everything here runs on the node's loop.
+``PeerTable`` holds the node's peers, routes and relay clients: node/reconcile.py keeps it in line with
+the directory, node/links.py and the pump read it (and create a peer for a trusted sender's handshake).
+
+May import: protocol, relay (envelope), transport (Link), node.settings. Not task-safe beyond the event
+loop: everything here runs on the node's loop.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from shadowmesh_client.protocol import ProtocolConfig, Session, SessionState
 from shadowmesh_client.relay import encode_forward
@@ -164,6 +169,44 @@ class PeerState:
             "sent_packets": c.sent_packets, "delivered_packets": c.delivered_packets, "dropped": c.dropped,
             "handshakes": c.handshakes, "rekeys": c.rekeys,
         }
+
+
+class PeerTable:
+    """``peers`` {public key: PeerState}, ``routes`` {4-byte overlay address: PeerState} (the pump's one
+    dict lookup per packet), ``relays`` {relay key: node.relays.RelayClient}. ``trust(key) -> bool`` is
+    every Session's trust callback (directory.trust.TrustPolicy.is_trusted)."""
+
+    __slots__ = ("identity", "config", "trust", "peers", "routes", "relays")
+
+    def __init__(self, identity, config: ProtocolConfig, trust: Callable[[bytes], bool]) -> None:
+        self.identity = identity
+        self.config = config
+        self.trust = trust
+        self.peers: dict[bytes, PeerState] = {}
+        self.routes: dict[bytes, PeerState] = {}
+        self.relays: dict = {}
+
+    def peer(self, key: bytes) -> PeerState:
+        """The peer for ``key``, created (with a path through every relay) if new. The caller checked trust."""
+        peer = self.peers.get(key)
+        if peer is None:
+            peer = self.peers[key] = PeerState(key, self.identity, self.config, self.trust)
+            peer.relay_paths = [RelayPath(r, key) for r in self.relays.values()]
+            peer.select()
+        return peer
+
+    def remove(self, key: bytes) -> PeerState | None:
+        """Forget the peer for ``key`` and every route to it; returns it (or None)."""
+        peer = self.peers.pop(key, None)
+        if peer is not None:
+            for addr in [a for a, p in self.routes.items() if p is peer]:
+                del self.routes[addr]
+        return peer
+
+    def reselect(self) -> None:
+        """Re-run every peer's path choice (after a relay link changed, or on the housekeeping period)."""
+        for peer in self.peers.values():
+            peer.select()
 
 
 def should_dial(my_key: bytes, my_endpoint: str | None, peer_key: bytes, peer_endpoint: str | None) -> bool:

@@ -26,8 +26,25 @@ transport's default message limit, so even a relay with default limits carries i
 READ_BATCH = 128
 """Packets read from the TUN device per wake-up at most (bounds latency and memory per burst)."""
 
-TICK_SECONDS = 0.5
-"""Seconds between housekeeping rounds: session timers, trust sweep, path re-selection, status file."""
+PATH_SECONDS = 0.5
+"""Seconds between housekeeping rounds: path re-selection by RTT and the trust sweep (a registration that
+expires emits no event). Link changes re-select at once; this only tracks RTT drift and expiry."""
+
+STATUS_SECONDS = 1.0
+"""Seconds between status-file writes."""
+
+TIMER_RESCAN_SECONDS = 1.0
+"""Seconds: the longest the session-timer task (node/timers.py) sleeps without looking at every session.
+It is woken at once by handshakes, rekeys and session events; the packet path moves a few timers without
+waking it (keepalive 10 s after a receive, dead-peer check 15 s after a send, a crossed rekey threshold),
+and this bounds how late those fire, without a wake-up per packet on the hot path."""
+
+TIMER_MIN_GAP = 0.05
+"""Seconds: a session whose timer is still due right after ``on_timer`` is looked at again after this, not
+spun on (a guard; the protocol always moves its timer forward)."""
+
+RECEIPT_TICK_SECONDS = 0.1
+"""Seconds between folding the relay links' byte counters into the receipt issuers (node/payments.py)."""
 
 DIRECTORY_INTERVAL = 1.0
 """Seconds between directory sync rounds: a revocation is seen within about this plus one tick (<< 10 s)."""

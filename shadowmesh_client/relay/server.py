@@ -1,7 +1,7 @@
 """RelayServer: the asyncio wrapper that moves envelopes between links and the pure RelayCore.
 
 Spec: "Data Plane" (relay fallback), "Security Architecture" (relay tier: rate limiting, stateless).
-Envelope layout and trust argument: shadowmesh_client/relay_core/envelope.py and docs/transport.md.
+Envelope layout and trust argument: shadowmesh_client/relay/envelope.py and docs/transport.md.
 
 ``authenticate(first_message) -> (response, peer_key) | None`` is supplied by the relay daemon: it runs
 the protocol handshake (device -> relay) and returns the handshake response frame(s) and the
@@ -13,6 +13,11 @@ Per link: one reader task (websockets' handler) and, only while frames are queue
 writer task. A slow receiver backs up into its bounded core queue (then drops, counted), never into
 unbounded memory; websockets' ``write_limit`` bounds what sits in the socket's user-space buffer.
 Restart-safe: the relay keeps no state a device needs; devices simply reconnect.
+
+Tasks: every task this server creates (writers, closers, LOCAL replies) is referenced until done and
+cancelled and awaited by ``close()``. One event loop only.
+
+May import: relay (pure core), transport (base, config, errors; ws only as the default transport).
 """
 
 from __future__ import annotations
@@ -68,10 +73,15 @@ class RelayServer:
         await self._server.start()
 
     async def close(self) -> None:
+        """Stop accepting and close every link (the link server awaits its ``on_link`` handlers), then
+        cancel the writer, closer and LOCAL-reply tasks and AWAIT them: when this returns no task of
+        this server is left running, so the caller may close what they use (e.g. the billing ledger)."""
         await self._server.close()
-        replies = [t for tasks in self._repliers.values() for t in tasks]
-        for task in list(self._writers.values()) + list(self._closers) + replies:
+        tasks = [*self._writers.values(), *self._closers, *(t for ts in self._repliers.values() for t in ts)]
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def __aenter__(self) -> "RelayServer":
         await self.start()

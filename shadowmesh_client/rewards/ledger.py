@@ -34,6 +34,10 @@ from shadowmesh_client.rewards.errors import PaymentError, ReceiptRejected
 from shadowmesh_client.rewards.messages import RejectReason
 from shadowmesh_client.rewards.receipts import Receipt, ReceiptDomain, SignedReceipt
 
+LEDGER_FILE = "receipts.sqlite"
+"""The ledger's file name in a relay's ``state_dir``: the relay daemon writes it (relay/billing.py), the
+``claim`` and ``earnings`` commands read it (cli/payments.py). Defined here only."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS channels (

@@ -27,7 +27,8 @@ def test_create_network_assigns_sequential_ids_and_emits(registry, other):
     assert (event.networkId, event.admin, event.policy, event.registrationPeriod, event.name) == (
         first + 1, other.address, APPROVAL, 7 * DAY, "lab")
     net = registry.networks(first + 1)
-    assert (net.admin, net.nextOverlay, net.policy, net.registrationPeriod) == (other.address, 0x64400001, APPROVAL, 7 * DAY)
+    assert (net.admin, net.nextOverlay, net.policy, net.registrationPeriod) == (
+        other.address, 0x64400001, APPROVAL, 7 * DAY)
     assert network_id_of(registry, registry.createNetwork("lab2", OPEN, 1, sender=other)) == first + 2
     assert registry.networkCount() == first + 2
 

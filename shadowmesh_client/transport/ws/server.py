@@ -11,7 +11,7 @@ Spec: "Network Layer", "Cloudflare Proxy Compatibility". Flow of one connection:
    a plain function or a coroutine function. If it raises, the request is treated as failed (logged at
    DEBUG without the hello). It runs inside the upgrade, so it is bounded by ``open_timeout``.
 3. On success: 101, then each response frame is sent as one binary message, then
-   ``on_link(link)`` is awaited; when it returns, the link is closed.
+   ``on_link(link)`` is awaited; when it returns, the link is closed (1000; 1011 if it raised).
 
 What a prober can tell (docs/transport.md has the long form): everything outside the secret path looks
 like nginx with ``server_tokens off`` and keep-alive off. It cannot tell a wrong path from a failed
@@ -28,20 +28,17 @@ import asyncio
 import hmac
 import inspect
 import logging
-from typing import Any, Awaitable, Callable, Sequence, Union
+import weakref
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from shadowmesh_client.transport.base import CLOSE_INTERNAL_ERROR, Authenticate, AuthResult, OnLink
 from shadowmesh_client.transport.config import ServerConfig
 from shadowmesh_client.transport.ws.decoy import Decoy, extract_hello, is_websocket_upgrade, path_digest
 from shadowmesh_client.transport.ws.link import Link
 
 log = logging.getLogger(__name__)
-
-AuthResult = tuple[Union[bytes, Sequence[bytes]], Any]
-Authenticate = Callable[[bytes], Union[Awaitable[AuthResult | None], AuthResult, None]]
-OnLink = Callable[[Link], Awaitable[None]]
 
 
 class _QuietHandshakeFilter(logging.Filter):
@@ -73,6 +70,10 @@ class LinkServer:
         self._decoy = Decoy(config.server_name)
         self._path_digest = path_digest(config.path)
         self._server: Server | None = None
+        # authenticate()'s result between process_request and the handler, keyed by the connection
+        # (public API only: no attribute set on websockets' object); weak, so a handshake that fails
+        # after authentication leaves nothing behind.
+        self._accepted: weakref.WeakKeyDictionary[ServerConnection, AuthResult] = weakref.WeakKeyDictionary()
         self.links: set[Link] = set()
         self.decoys_served = 0
         self.auth_failures = 0
@@ -91,13 +92,14 @@ class LinkServer:
         )
 
     async def close(self) -> None:
-        """Stop listening and close every link (close code 1001)."""
+        """Stop listening, close every link (close code 1001) and return once every handler has ended
+        (websockets' ``Server.close`` waits for them; it does not cancel them)."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
 
-    async def __aenter__(self) -> "LinkServer":
+    async def __aenter__(self) -> LinkServer:
         await self.start()
         return self
 
@@ -133,7 +135,7 @@ class LinkServer:
         if result is None:
             self.auth_failures += 1
             return self._decoy_for(request)
-        connection.shadowmesh_auth = result  # lives and dies with the connection: nothing to leak
+        self._accepted[connection] = result
         return None
 
     def _process_response(self, connection: ServerConnection, request: Request, response: Response) -> None:
@@ -147,8 +149,7 @@ class LinkServer:
 
     # ---- after 101 --------------------------------------------------------------------------------
     async def _handler(self, connection: ServerConnection) -> None:
-        response, peer = connection.shadowmesh_auth
-        del connection.shadowmesh_auth
+        response, peer = self._accepted.pop(connection)
         link = Link(connection, peer, is_client=False)
         self.links.add(link)
         self.links_opened += 1
@@ -162,8 +163,9 @@ class LinkServer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # LinkClosedError is the normal end; anything else is a bug in on_link: log, don't crash.
+            # LinkClosedError is the normal end; anything else is a bug in on_link: log, close with 1011.
             if not link.closed:
                 log.warning("link handler ended with %s: %s", type(exc).__name__, exc)
+                await link.close(CLOSE_INTERNAL_ERROR, "")
         finally:
             self.links.discard(link)

@@ -11,11 +11,11 @@ import subprocess
 import time
 
 import pytest
+from transport_helpers import raw_http, upgrade_request, without_date
 
 from shadowmesh_client.transport import ClientConfig, ServerConfig
 from shadowmesh_client.transport.ws import LinkServer, dial
 from shadowmesh_client.transport.ws.decoy import encode_hello
-from transport_helpers import raw_http, upgrade_request, without_date
 
 GOOD_HELLO = b"\x01good-hello" + bytes(100)
 
