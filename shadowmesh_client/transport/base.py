@@ -18,7 +18,7 @@ May import: transport.config, transport.errors. Pure typing: no asyncio objects 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from shadowmesh_client.transport.config import ClientConfig, ServerConfig
@@ -46,13 +46,13 @@ carried in the opening of the link; None refuses it (the prober sees an ordinary
 class Link(Protocol):
     """One authenticated, ordered, reliable message link.
 
-    * ``send`` waits while the link's write buffer is above its limit (backpressure) and raises
-      LinkClosedError once the link is closed; ``send_nowait`` sends only if there is room now and
-      returns False otherwise (then await ``send``). Order between the two is kept.
+    * ``send`` queues the message, then waits while the link's write buffer is above its limit
+      (backpressure), and raises LinkClosedError once the link is closed; ``send_nowait`` sends only if
+      there is room now and returns False otherwise (then await ``send``). Order between the two is kept.
     * ``recv`` returns the next message (bytes) or raises LinkClosedError; one reader task per link.
-    * ``deliver_to(callback)`` switches to push delivery: every message (already queued ones first) is
-      handed to ``callback(message)`` synchronously as it arrives; ``recv`` may no longer be used.
-      A callback that raises aborts the link.
+    * ``deliver_to(callback)`` switches to push delivery: already queued messages are handed over at
+      once, then every message is handed to ``callback(message)`` synchronously as it arrives; ``recv``
+      may no longer be used. A callback that raises aborts the link.
     * ``close(code, reason)`` is idempotent; ``wait_closed`` returns once the link is gone.
     * ``latency``: seconds of the last heartbeat round trip (0.0 until measured).
     """
@@ -69,6 +69,8 @@ class Link(Protocol):
     def send_nowait(self, message: Message) -> bool: ...
 
     async def recv(self) -> bytes: ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
 
     def deliver_to(self, callback: Callable[[bytes], None]) -> None: ...
 
@@ -92,7 +94,9 @@ class Link(Protocol):
 
 
 OnLink = Callable[[Link], Awaitable[None]]
-"""``on_link(link)``: awaited for the link's lifetime; when it returns, the link is closed."""
+"""``on_link(link)``: awaited for the link's lifetime; when it returns the link is closed (1000), when it
+raises the link is closed with 1011; ``Server.close()`` closes every link with 1001 and waits for the
+handlers to return."""
 
 
 @runtime_checkable

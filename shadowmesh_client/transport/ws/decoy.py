@@ -45,7 +45,7 @@ class Decoy:
         self.server_name = server_name
         self.not_found_body = NOT_FOUND_BODY_TEMPLATE.format(server=server_name).encode()
         self.welcome_body = WELCOME_BODY.encode()
-        self._etag = '"%x-%x"' % (_LAST_MODIFIED_EPOCH, len(self.welcome_body))
+        self._etag = f'"{_LAST_MODIFIED_EPOCH:x}-{len(self.welcome_body):x}"'
         self._last_modified = email.utils.formatdate(_LAST_MODIFIED_EPOCH, usegmt=True)
 
     def response(self, request: Request) -> Response:
