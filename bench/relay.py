@@ -162,9 +162,9 @@ class StaticSource:
 
 async def _relay_main(args) -> None:
     from shadowmesh_client.relay.daemon import RelayDaemon
+    from shadowmesh_client.relay.server import RelayServer
     from shadowmesh_client.relay.settings import RelaySettings, relay_core_config, relay_link_limits, tune_gc
     from shadowmesh_client.transport import ServerConfig
-    from shadowmesh_client.relay.server import RelayServer
 
     if args.profile:
         import tracemalloc
@@ -249,8 +249,8 @@ def _top(diff, n: int, limit: int = 8) -> list:
 
 # ---- client processes ------------------------------------------------------------------------------
 async def _clients_main(args) -> None:
-    from shadowmesh_client.errors import ProtocolError
     from shadowmesh_client.daemon_common import node_link_limits
+    from shadowmesh_client.errors import ProtocolError
     from shadowmesh_client.protocol import Session
     from shadowmesh_client.relay import EnvelopeType, decode, encode_local
     from shadowmesh_client.transport import ClientConfig

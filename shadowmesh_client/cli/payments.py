@@ -13,8 +13,7 @@ from pathlib import Path
 import click
 
 from shadowmesh_client.cli.common import State, emit, json_option
-
-LEDGER_FILE = "receipts.sqlite"
+from shadowmesh_client.rewards.ledger import LEDGER_FILE
 
 
 def _chain(state: State):

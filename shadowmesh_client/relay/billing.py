@@ -55,6 +55,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from eth_utils import to_checksum_address
 
@@ -110,15 +111,16 @@ class RelayBilling:
         self._figures: dict[bytes, dict] = {}                 # device key -> ledger figures at the last look
         self._blocked: set[bytes] = set()
         self.price = 0                                        # as the worker last read it
-        self.core = None
+        self.core: Any = None                                 # RelayCore, after attach()
         self.stored = 0
         self.rejected = 0
         self.count_answers = 0    # RELAY_COUNT messages sent (after OVER_COUNT rejections)
         self.cutoffs = 0
         # ---- worker side (only inside _run jobs)
-        self.chain = None
-        self.ledger: ReceiptLedger | None = None
-        self.pay: RelayPayments | None = None
+        # (set by _open on the worker before any other job runs)
+        self.chain: Any = None                                # rewards.onchain.TokenChain
+        self.ledger: ReceiptLedger = None  # type: ignore[assignment]
+        self.pay: RelayPayments = None  # type: ignore[assignment]
         self._w_price = 0
         self._w_price_at = 0.0
         self._w_escrow: dict[str, tuple[int, float]] = {}     # payer -> (base units, monotonic read time)
@@ -126,7 +128,7 @@ class RelayBilling:
 
     # ---- lifecycle (loop) -----------------------------------------------------------------------------
     @classmethod
-    async def open(cls, settings: BillingSettings, relay_owner: str) -> "RelayBilling":
+    async def open(cls, settings: BillingSettings, relay_owner: str) -> RelayBilling:
         b = cls(settings, relay_owner)
         try:
             price, state = await b._run(b._open)

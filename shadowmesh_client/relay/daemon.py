@@ -34,6 +34,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from shadowmesh_client.daemon_common import first_sync, start_metrics_server, write_status_file
@@ -78,8 +79,8 @@ class RelayDaemon:
         self.usage = UsageBook()
         self.disconnected = 0              # devices disconnected by a sweep (no longer trusted)
         self.sweeps = 0
-        self.server: RelayServer | None = None
-        self.billing = None                # relay.billing.RelayBilling when settings.payments is set
+        self.server: Any = None            # RelayServer, from run() on
+        self.billing: Any = None           # relay.billing.RelayBilling when settings.payments is set
         self.metrics_server = None         # daemon_common.start_metrics_server's server, while running
         self.started_at = time.time()
         self._changed = asyncio.Event()    # set by directory changes; cleared by the sweeper
@@ -120,7 +121,7 @@ class RelayDaemon:
         self.billing.learn(key, peer.owner, peer.device_id)
         return self.billing.state_for(key)   # RECEIPT_STATE, sent right after the handshake response
 
-    def on_local(self, key: bytes, frame) -> Sequence[bytes] | Awaitable[list[bytes]] | None:
+    def on_local(self, key: bytes, frame) -> Sequence[bytes | bytearray] | Awaitable[list[bytes]] | None:
         if self.billing is not None and is_control(frame):
             self._account()   # the receipt is checked against every byte received before it
             return self.billing.on_control(key, bytes(frame))   # awaited by RelayServer; ack after commit
@@ -175,8 +176,8 @@ class RelayDaemon:
             me = self.trust.peer(self.identity.public_key)
             d = self.ds.directory
             if me is None or not me.relay:
-                raise ConfigError("this device is not registered as a relay in network "
-                                  f"{d.network_id}: register it with `shadowmesh-client register --relay --endpoint URL`")
+                raise ConfigError(f"this device is not registered as a relay in network {d.network_id}: "
+                                  "register it with `shadowmesh-client register --relay --endpoint URL`")
             s = self.settings
             if s.payments is not None:
                 from shadowmesh_client.relay.billing import RelayBilling

@@ -39,7 +39,7 @@ class Door:
         self.sessions: dict[bytes, Session] = {}
         self.refused = 0   # hellos refused (malformed, untrusted, ours, forged, replayed)
 
-    def authenticate(self, hello: bytes) -> tuple[Sequence[bytes], bytes] | None:
+    def authenticate(self, hello: bytes) -> tuple[Sequence[bytes | bytearray], bytes] | None:
         """(handshake response frames, device key) for an admitted hello; None otherwise (counted)."""
         trust = self.trust
         key = trust.admit_hello(hello)
@@ -56,7 +56,7 @@ class Door:
             return None
         return received.outgoing, key
 
-    def on_frame(self, key: bytes, frame) -> Sequence[bytes] | None:
+    def on_frame(self, key: bytes, frame) -> Sequence[bytes | bytearray] | None:
         """A LOCAL protocol frame from ``key``: what its Session answers (None: nothing, or no session)."""
         s = self.sessions.get(key)
         if s is None:

@@ -26,20 +26,20 @@ import asyncio
 import inspect
 import logging
 import time
-from typing import Any, Awaitable, Callable, Sequence, Union
+from collections.abc import Awaitable, Callable, Sequence
 
 from shadowmesh_client.relay import Forwarded, Local, RelayConfig, RelayCore, encode_local
 from shadowmesh_client.relay.envelope import KEY_BYTES
-from shadowmesh_client.transport.config import ServerConfig
 from shadowmesh_client.transport.base import CLOSE_REPLACED, CLOSE_REVOKED, Link, Server, Transport
+from shadowmesh_client.transport.config import ServerConfig
 from shadowmesh_client.transport.errors import LinkClosedError
 
 log = logging.getLogger(__name__)
 
-RelayAuthResult = tuple[Union[bytes, Sequence[bytes]], bytes]
-RelayAuthenticate = Callable[[bytes], Union[Awaitable[RelayAuthResult | None], RelayAuthResult, None]]
+RelayAuthResult = tuple[bytes | Sequence[bytes], bytes]
+RelayAuthenticate = Callable[[bytes], Awaitable[RelayAuthResult | None] | RelayAuthResult | None]
 # on_local(device_key, frame) -> frames to send back to that device (each wrapped in a LOCAL envelope)
-OnLocal = Callable[[bytes, memoryview], Union[Awaitable[Sequence[bytes] | None], Sequence[bytes], None]]
+OnLocal = Callable[[bytes, memoryview], Awaitable[Sequence[bytes] | None] | Sequence[bytes] | None]
 
 MAX_LOCAL_IN_FLIGHT = 8  # per link: awaitable on_local replies pending before the reader waits (backpressure)
 
@@ -83,7 +83,7 @@ class RelayServer:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def __aenter__(self) -> "RelayServer":
+    async def __aenter__(self) -> RelayServer:
         await self.start()
         return self
 

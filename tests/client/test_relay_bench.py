@@ -9,6 +9,7 @@ what it claims, and that a key outside the synthetic directory is refused by the
 from __future__ import annotations
 
 import time
+
 from bench import relay as bench
 from shadowmesh_client.crypto import Identity
 from shadowmesh_client.protocol import Session

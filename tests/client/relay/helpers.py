@@ -53,7 +53,7 @@ async def wait_for(predicate, timeout: float = 3.0, what: str = "condition"):
 class Device:
     """A device's link to the relay, by hand: ``await connect()``, then ``forward``/``recv``."""
 
-    def __init__(self, lab: "RelayLab", registered) -> None:
+    def __init__(self, lab: RelayLab, registered) -> None:
         self.lab = lab
         self.registered = registered
         self.identity = registered.identity
@@ -76,7 +76,7 @@ class Device:
         await wait_for(lambda: self.lab.daemon.server.core.link_of(self.key) is not None, what="route")
         return self
 
-    async def forward(self, to: "Device", n: int = 1000) -> int:
+    async def forward(self, to: Device, n: int = 1000) -> int:
         message = encode_forward(to.key, inner_frame(self.key, n))
         await self.link.send(message)
         return len(message)

@@ -35,7 +35,9 @@ def other_tasks() -> set[asyncio.Task]:
 
 
 async def test_two_relay_clients_talk_through_the_relay_and_usage_is_counted():
-    from shadowmesh_client.node.relays import RelayClient   # the node's own relay client
+    from shadowmesh_client.directory.trust import TrustPolicy
+    from shadowmesh_client.node.relays import RelayClient  # the node's own relay client
+    from shadowmesh_client.node.tasks import Spawner
 
     async with relay_lab() as lab:
         a_dev, b_dev = lab.registry.register(), lab.registry.register()
@@ -43,30 +45,36 @@ async def test_two_relay_clients_talk_through_the_relay_and_usage_is_counted():
         delivered: list[tuple[bytes, bytes]] = []
         relay_key = lab.relay.identity.public_key
 
-        def client(dev):
-            return RelayClient(dev.identity, relay_key, RELAY_URL, lab.protocol, lambda k: k == relay_key,
+        def client(dev, spawn):
+            view = lab.registry.source()                 # the device's own directory
+            return RelayClient(dev.identity, relay_key, RELAY_URL, lab.protocol,
+                               TrustPolicy(view.directory, dev.identity.public_key),
                                ClientConfig(RELAY_URL, limits=node_link_limits()),
                                lambda source, inner, rc: delivered.append((source, bytes(inner))), lambda: None,
-                               dial=lab.transport.dial)
+                               dial=lab.transport.dial, spawn=spawn)
 
-        a, b = client(a_dev), client(b_dev)
-        a.start()
-        b.start()
-        try:
-            await wait_for(lambda: a.ready and b.ready and len(lab.daemon.server.core) == 2, what="both connected")
-            frame = inner_frame(a_dev.identity.public_key, 5000)
-            await a.link.send(encode_forward(b_dev.identity.public_key, frame))
-            await wait_for(lambda: delivered, what="delivery")
-            assert delivered == [(a_dev.identity.public_key, frame)]
-            await wait_for(lambda: lab.daemon.usage_totals().get(a_dev.identity.public_key.hex(), {})
-                           .get("bytes_in", 0) > 5000, timeout=2 * SWEEP_SECONDS + 1, what="usage folded")
-            usage = lab.daemon.usage_totals()
-            assert usage[b_dev.identity.public_key.hex()]["bytes_out"] >= len(frame) + 33
-            assert lab.daemon.status()["connected_devices"] == sorted(
-                [a_dev.identity.public_key.hex(), b_dev.identity.public_key.hex()])
-        finally:
-            await a.close()
-            await b.close()
+        async with asyncio.TaskGroup() as group:
+            spawn = Spawner(group)
+            a, b = client(a_dev, spawn), client(b_dev, spawn)
+            a.start()
+            b.start()
+            try:
+                await wait_for(lambda: a.ready and b.ready and len(lab.daemon.server.core) == 2,
+                               what="both connected")
+                frame = inner_frame(a_dev.identity.public_key, 5000)
+                await a.link.send(encode_forward(b_dev.identity.public_key, frame))
+                await wait_for(lambda: delivered, what="delivery")
+                assert delivered == [(a_dev.identity.public_key, frame)]
+                await wait_for(lambda: lab.daemon.usage_totals().get(a_dev.identity.public_key.hex(), {})
+                               .get("bytes_in", 0) > 5000, timeout=2 * SWEEP_SECONDS + 1, what="usage folded")
+                usage = lab.daemon.usage_totals()
+                assert usage[b_dev.identity.public_key.hex()]["bytes_out"] >= len(frame) + 33
+                assert lab.daemon.status()["connected_devices"] == sorted(
+                    [a_dev.identity.public_key.hex(), b_dev.identity.public_key.hex()])
+            finally:
+                await a.close()
+                await b.close()
+                spawn.cancel_all()
 
 
 async def test_unregistered_key_own_key_and_replayed_hello_are_refused():
@@ -151,7 +159,7 @@ async def test_rate_limited_and_queue_full_drops_are_counted():
 
 async def test_status_file_keeps_its_keys_and_says_stopped(tmp_path):
     path = tmp_path / "relay-status.json"
-    async with relay_lab(RelaySettings(status_file=str(path))) as lab:
+    async with relay_lab(RelaySettings(status_file=str(path))):
         await wait_for(path.exists, what="status file")
         assert set(json.loads(path.read_text())) == STATUS_KEYS
     data = json.loads(path.read_text())
