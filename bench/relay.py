@@ -243,7 +243,8 @@ def _top(diff, n: int, limit: int = 8) -> list:
             for k, v in sorted(by_component.items(), key=lambda kv: -kv[1])]
     for stat in diff[:limit]:
         frames = [f"{os.path.basename(fr.filename)}:{fr.lineno}" for fr in reversed(stat.traceback)]
-        rows.append({"bytes_per_session": round(stat.size_diff / max(n, 1)), "where": "  site: " + " < ".join(frames[:4])})
+        rows.append({"bytes_per_session": round(stat.size_diff / max(n, 1)),
+                     "where": "  site: " + " < ".join(frames[:4])})
     return rows
 
 
@@ -288,7 +289,7 @@ async def _clients_main(args) -> None:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
 
     t0, cpu0 = time.perf_counter(), cpu_seconds()
-    await asyncio.gather(*(one(s, h) for s, h in zip(sessions, hellos)))
+    await asyncio.gather(*(one(s, h) for s, h in zip(sessions, hellos, strict=True)))
     elapsed = time.perf_counter() - t0
     print(json.dumps({"connected": len(links), "errors": errors, "seconds": round(elapsed, 3),
                       "cpu_s": cpu_seconds() - cpu0}), flush=True)
@@ -407,18 +408,22 @@ def _table(r: dict) -> str:
     rows = [
         ("sessions held (relay links)", f"{r['relay_links']:,}", f"of {r['sessions_requested']:,} asked; "
          f"{r['client_processes']} client processes"),
-        ("memory per session", f"{r['bytes_per_session'] / 1000:.1f} KB", f"target <= {TARGET_BYTES_PER_SESSION // 1000} KB "
+        ("memory per session", f"{r['bytes_per_session'] / 1000:.1f} KB",
+         f"target <= {TARGET_BYTES_PER_SESSION // 1000} KB "
          f"({'met' if r['memory_within_target'] else 'NOT met'})"),
         ("relay RSS empty -> loaded", f"{r['empty_rss_mib']} -> {r['loaded_rss_mib']} MiB", "directory loaded in both"),
         ("handshakes per second (relay)", f"{r['handshakes_per_s']:,}", f"target >= {TARGET_HANDSHAKES_PER_S:,} "
          f"({'met' if r['handshakes_within_target'] else 'NOT met'})"),
         ("relay CPU per handshake", f"{r['relay_cpu_us_per_handshake']} us",
-         f"= {1e6 / r['relay_cpu_us_per_handshake']:,.0f}/s on one free core" if r['relay_cpu_us_per_handshake'] else ""),
+         f"= {1e6 / r['relay_cpu_us_per_handshake']:,.0f}/s on one free core"
+         if r['relay_cpu_us_per_handshake'] else ""),
         ("connects per second (clients)", f"{r['client_connects_per_s']:,}", f"wall {r['connect_wall_s']} s"),
         ("client CPU per connect", f"{r['client_cpu_us_per_connect']} us", "dial + handshake, all client processes"),
-        ("relay CPU while idle", f"{r['idle_cpu_percent']} %", f"of one core, {r['relay_links']:,} links, heartbeats only"),
+        ("relay CPU while idle", f"{r['idle_cpu_percent']} %",
+         f"of one core, {r['relay_links']:,} links, heartbeats only"),
         ("relay sessions kept", f"{r['relay_sessions_kept']:,}", "protocol Session objects after handshake"),
-        ("client errors", sum(r["client_errors"].values()), json.dumps(r["client_errors"]) if r["client_errors"] else ""),
+        ("client errors", sum(r["client_errors"].values()),
+         json.dumps(r["client_errors"]) if r["client_errors"] else ""),
         ("open files (soft/hard)", f"{r['relay_nofile'][0]:,}/{r['relay_nofile'][1]:,}",
          "per process; capped run" if r.get("capped_by_nofile") else "per process"),
         ("directory build (in-process)", f"{r['directory_build_s']} s", "synthetic events, proofs verified"),
@@ -453,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("--start", "--count", "--concurrency"):
         c.add_argument(name, type=int, required=True)
     p.add_argument("--sessions", type=int, default=None, help=f"idle sessions to open (default {DEFAULT_SESSIONS})")
-    p.add_argument("--clients", type=int, default=None, help=f"client processes (default: one per {PER_CLIENT_PROCESS})")
+    p.add_argument("--clients", type=int, default=None,
+                   help=f"client processes (default: one per {PER_CLIENT_PROCESS})")
     p.add_argument("--concurrency", type=int, default=CONCURRENCY, help="upgrades in flight (all client processes)")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_SESSIONS} sessions")
     p.add_argument("--profile", action="store_true", help="tracemalloc in the relay: memory by allocation site")

@@ -7,12 +7,46 @@ Errors the user can fix are ShadowMeshError: the main group prints them as one `
 
 from __future__ import annotations
 
+import errno
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import click
 
 from shadowmesh_client.daemon_common import run_until_signalled, setup_logging
 from shadowmesh_client.errors import ConfigError
+
+_LISTEN_ERRORS = {
+    errno.EADDRINUSE: "the port is already in use (another `up` or `relay`, or another server): stop it, or "
+                      "choose another port with --listen HOST:PORT or `listen:` in the config",
+    errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE: run as root, or choose a port of 1024 "
+                  "or more with --listen HOST:PORT or `listen:` in the config",
+    errno.EADDRNOTAVAIL: "this machine has no such address: use 0.0.0.0 or one of its own addresses in --listen",
+}
+
+
+def _listen_error(exc: BaseException) -> OSError | None:
+    """The OSError of binding the listener, also when it comes wrapped in a TaskGroup's ExceptionGroup."""
+    if isinstance(exc, OSError) and exc.errno in _LISTEN_ERRORS:
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _listen_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _run_daemon(run: Callable[[Any], Awaitable[None]], listen: str) -> None:
+    """Run a daemon until SIGINT/SIGTERM; a listen address that cannot be bound is one ConfigError line."""
+    try:
+        run_until_signalled(run)
+    except (OSError, BaseExceptionGroup) as exc:
+        found = _listen_error(exc)
+        if found is None:
+            raise
+        raise ConfigError(f"cannot listen on {listen}: {_LISTEN_ERRORS[found.errno]}") from None
 
 
 def _open_source(state, interval: float):
@@ -65,7 +99,7 @@ def up(state, listen, mtu, tun_name, ca_file, status_file, tls_cert, tls_key):
         ca_file=ca_file, relays=tuple(cfg.relays), status_file=status_file or str(cfg.state_dir / "node-status.json"))
     node = Node(identity, _open_source(state, settings.directory_interval), settings, endpoint=cfg.endpoint,
                 payments=load_device_payments(state))
-    run_until_signalled(node.run)
+    _run_daemon(node.run, settings.listen)
 
 
 @click.command("relay")
@@ -92,7 +126,7 @@ def relay(state, listen, rate_limit, metrics_port, status_file, tls_cert, tls_ke
                              status_file=status_file or str(cfg.state_dir / "relay-status.json"),
                              payments=_billing(state, BillingSettings))
     source = _open_source(state, settings.directory_interval)
-    run_until_signalled(RelayDaemon(identity, source, settings, endpoint=cfg.endpoint).run)
+    _run_daemon(RelayDaemon(identity, source, settings, endpoint=cfg.endpoint).run, settings.listen)
 
 
 def _billing(state, settings_cls):

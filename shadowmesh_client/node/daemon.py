@@ -29,15 +29,14 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from shadowmesh_client.daemon_common import first_sync, write_status_file
 from shadowmesh_client.directory import DirectorySource
 from shadowmesh_client.directory.trust import TrustPolicy
 from shadowmesh_client.errors import ConfigError
-from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
-from shadowmesh_client.transport import Server, ServerConfig, Transport
-from shadowmesh_client.tun import TunDevice, configure_async, open_tun
 from shadowmesh_client.node.links import PeerLinks
 from shadowmesh_client.node.peers import PeerTable, now
 from shadowmesh_client.node.pump import Pump
@@ -45,6 +44,12 @@ from shadowmesh_client.node.reconcile import Reconciler
 from shadowmesh_client.node.settings import PATH_SECONDS, STATUS_SECONDS, NodeSettings
 from shadowmesh_client.node.tasks import Spawner
 from shadowmesh_client.node.timers import SessionTimers
+from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
+from shadowmesh_client.transport import Server, ServerConfig, Transport
+from shadowmesh_client.tun import TunDevice, configure_async, open_tun
+
+if TYPE_CHECKING:
+    from shadowmesh_client.node.payments import NodePayments
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +79,14 @@ class Node:
         self.timers: SessionTimers | None = None
         self.pump: Pump | None = None
         self.server: Server | None = None
-        self.tun = None
+        self.tun: TunDevice | None = None
         self.overlay: str | None = None
         self.started_at = time.time()
         self.ready_at: float | None = None
         self.listen_port: int | None = None
         self._payment_setup = payments     # node.payments.PaymentSetup, or None: sign no receipts
-        self.payments = None
-        self._unsubscribe = None
+        self.payments: NodePayments | None = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -143,19 +148,22 @@ class Node:
             self.server = self.transport.server(cfg, links.authenticate, links.on_server_link)
             await self.server.start()
             self.listen_port = self.server.port
-        service = [spawn(self.pump.run(), "pump"), spawn(self.ds.run(), "directory"),
-                   spawn(timers.run(), "timers"), spawn(self._housekeeping(), "housekeeping")]
+        coros = [(self.pump.run(), "pump"), (self.ds.run(), "directory"), (timers.run(), "timers"),
+                 (self._housekeeping(), "housekeeping")]
         if self.payments is not None:
-            service.append(spawn(self.payments.run(self.table.relays), "payments"))
+            coros.append((self.payments.run(self.table.relays), "payments"))
+        service = [t for t in (spawn(c, name) for c, name in coros) if t is not None]
         self.ready_at = time.time()
         log.info("up: %s on %s (mtu %d), overlay %s, %d peer(s), %d relay(s)%s", self.identity.public_key.hex()[:16],
-                 self.tun.name, s.mtu, self.overlay, len(self.table.peers), len(self.table.relays),
+                 self.tun.name if self.tun is not None else "?", s.mtu, self.overlay, len(self.table.peers),
+                 len(self.table.relays),
                  f", listening on {s.listen}" if self.server is not None else "")
         self.write_status()
         return service
 
     async def _housekeeping(self) -> None:
         """Path re-selection and the trust sweep every PATH_SECONDS; the status file every STATUS_SECONDS."""
+        assert self.reconciler is not None
         last_status = time.monotonic()
         while True:
             await asyncio.sleep(PATH_SECONDS)
@@ -168,6 +176,7 @@ class Node:
     async def _stop(self, spawn: Spawner, service: list[asyncio.Task]) -> None:
         """Graceful part of shutdown, inside the group: every task is done when this returns."""
         log.info("shutting down")
+        assert self.reconciler is not None
         for t in service:
             t.cancel()
         await asyncio.wait(service)
@@ -176,10 +185,11 @@ class Node:
             self._unsubscribe = None
         try:
             await asyncio.wait_for(self.reconciler.close_all(), CLOSE_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("closing sessions took longer than %.0f s; dropping the rest", CLOSE_TIMEOUT)
-        if self.server is not None:
-            await self.server.close()
+        server, self.server = self.server, None
+        if server is not None:
+            await server.close()   # awaits the handlers of accepted links
         spawn.cancel_all()
 
     async def _release(self) -> None:
@@ -204,7 +214,8 @@ class Node:
                "started_at": self.started_at, "ready_at": self.ready_at, "pid": os.getpid(),
                "listening": self.listen_port,
                "directory": vars(self.ds.status())}
-        if self.pump is not None:
+        if self.pump is not None and self.links is not None and self.reconciler is not None \
+                and self.timers is not None:
             t = now()
             out.update({"peers": [p.status(t) for p in self.table.peers.values()],
                         "relays": [r.status() for r in self.table.relays.values()],

@@ -21,10 +21,18 @@ beyond the event loop.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from shadowmesh_client.directory.trust import Role, TrustPolicy
 from shadowmesh_client.errors import ProtocolError
+from shadowmesh_client.node.peers import PeerState, PeerTable, RelayPath, now
+from shadowmesh_client.node.relays import send_all
+from shadowmesh_client.node.settings import NodeSettings
+from shadowmesh_client.node.tasks import Spawner
+
+if TYPE_CHECKING:
+    from shadowmesh_client.node.pump import Pump
 from shadowmesh_client.protocol import FrameType, SessionEvent
 from shadowmesh_client.transport import (
     CLOSE_REPLACED,
@@ -35,10 +43,6 @@ from shadowmesh_client.transport import (
     ReconnectingClient,
     Transport,
 )
-from shadowmesh_client.node.peers import PeerState, PeerTable, RelayPath, now
-from shadowmesh_client.node.relays import send_all
-from shadowmesh_client.node.settings import NodeSettings
-from shadowmesh_client.node.tasks import Spawner
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,7 @@ class PeerLinks:
         self.transport = transport
         self._spawn = spawn
         self._on_session = on_session
-        self.pump = None
+        self.pump: Pump = None  # type: ignore[assignment]  # set by the node before any link is served
         self.auth_refused = 0
 
     def client_config(self, url: str) -> ClientConfig:
@@ -87,7 +91,7 @@ class PeerLinks:
     def dialer(self, peer: PeerState, url: str) -> ReconnectingClient:
         """The (not yet running) client that keeps a direct link to ``peer`` at ``url`` up."""
         def hello() -> bytes:
-            frame = peer.usable_session().initiate(now())
+            frame = bytes(peer.usable_session().initiate(now()))
             self._on_session()
             return frame
 

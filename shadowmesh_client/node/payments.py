@@ -44,11 +44,11 @@ from dataclasses import dataclass
 from eth_utils import to_checksum_address
 
 from shadowmesh_client.errors import ConfigError, KeystoreError
+from shadowmesh_client.node.peers import now
+from shadowmesh_client.node.settings import RECEIPT_TICK_SECONDS
 from shadowmesh_client.relay import encode_local
 from shadowmesh_client.rewards import DevicePayments, IssuerConfig, ReceiptDomain
 from shadowmesh_client.transport import LinkClosedError
-from shadowmesh_client.node.peers import now
-from shadowmesh_client.node.settings import RECEIPT_TICK_SECONDS
 
 log = logging.getLogger(__name__)
 

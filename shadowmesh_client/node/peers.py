@@ -30,12 +30,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from shadowmesh_client.node.settings import RELAY_RTT_PENALTY
 from shadowmesh_client.protocol import ProtocolConfig, Session, SessionState
 from shadowmesh_client.relay import encode_forward
 from shadowmesh_client.transport import Link, LinkClosedError
-from shadowmesh_client.node.settings import RELAY_RTT_PENALTY
+
+if TYPE_CHECKING:
+    from shadowmesh_client.node.tasks import Running
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +116,7 @@ class PeerState:
         self.relay_paths: list[RelayPath] = []
         self.path: DirectPath | RelayPath | None = None
         self.established_at: float | None = None
-        self.dialer = None  # ReconnectingClient when we dial this peer
+        self.dialer: Running | None = None  # node.tasks.Running (a ReconnectingClient) when we dial this peer
 
     def new_session(self) -> Session:
         self.sessions_started += 1

@@ -21,11 +21,11 @@ import asyncio
 import logging
 
 from shadowmesh_client.errors import ProtocolError, TunError
+from shadowmesh_client.node.peers import now
+from shadowmesh_client.node.settings import MAX_FRAME_BYTES, READ_BATCH
 from shadowmesh_client.protocol import FrameType, SessionState
 from shadowmesh_client.protocol import constants as C
 from shadowmesh_client.transport import LinkClosedError
-from shadowmesh_client.node.peers import now
-from shadowmesh_client.node.settings import MAX_FRAME_BYTES, READ_BATCH
 
 log = logging.getLogger(__name__)
 

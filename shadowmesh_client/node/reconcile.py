@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
+from shadowmesh_client.directory.core import Peer
 from shadowmesh_client.directory.trust import TrustPolicy
-from shadowmesh_client.protocol import ProtocolConfig
-from shadowmesh_client.transport import CLOSE_REVOKED, LinkClosedError
 from shadowmesh_client.node.links import PeerLinks
 from shadowmesh_client.node.peers import PeerState, PeerTable, RelayPath, now, should_dial
 from shadowmesh_client.node.relays import RelayClient
 from shadowmesh_client.node.settings import NodeSettings
 from shadowmesh_client.node.tasks import Running, Spawner
+from shadowmesh_client.protocol import ProtocolConfig
+from shadowmesh_client.transport import CLOSE_REVOKED, LinkClosedError
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,15 @@ class Reconciler:
         self.my_endpoint = my_endpoint
         self._spawn = spawn
         self._on_session = on_session
-        self.on_relay_control = None
+        self.on_relay_control: Callable[[bytes, bytes], Awaitable[list[bytes]]] | None = None   # payments
         self.peers_closed = 0
 
     # ---- directory -> table ---------------------------------------------------------------------------
     def refresh(self) -> None:
         """Bring peers, routes, dialers and relay clients in line with the directory (idempotent)."""
         table = self.table
-        wanted: dict[bytes, object] = {}
-        relays: dict[bytes, object] = {}
+        wanted: dict[bytes, Peer] = {}
+        relays: dict[bytes, Peer] = {}
         for p in self.trust.directory.peers(self.trust.now()):
             if p.public_key == self.me:
                 continue
@@ -79,7 +80,7 @@ class Reconciler:
             self.drop_relay(key)
         for key, p in relays.items():
             if key not in table.relays:
-                self._add_relay(key, p.endpoint)
+                self._add_relay(key, p.endpoint or "")
         for key in [k for k in table.peers if k not in wanted]:
             self.close_peer(key, "no longer trusted by the directory")
         routes = {}
@@ -90,7 +91,7 @@ class Reconciler:
             if peer.endpoint != p.endpoint:
                 peer.endpoint = p.endpoint
                 self._stop_dialer(peer)
-            if peer.dialer is None and should_dial(self.me, self.my_endpoint, key, p.endpoint):
+            if peer.dialer is None and p.endpoint and should_dial(self.me, self.my_endpoint, key, p.endpoint):
                 peer.dialer = Running(self.links.dialer(peer, p.endpoint), self._spawn, f"dial {key.hex()[:8]}")
         if routes != table.routes:
             table.routes.clear()
@@ -148,7 +149,7 @@ class Reconciler:
         if frame is not None and path is not None:
             try:
                 await asyncio.wait_for(path.send(frame), CLOSE_SEND_TIMEOUT)
-            except (LinkClosedError, asyncio.TimeoutError):
+            except (TimeoutError, LinkClosedError):
                 pass
         if dialer is not None:
             await dialer.close()
@@ -164,9 +165,9 @@ class Reconciler:
         """Shutdown: CLOSE every session, close every link (peers and relays), and await all of it."""
         tasks = [self.close_peer(key, "shutting down") for key in list(self.table.peers)]
         tasks += [self.drop_relay(key) for key in list(self.table.relays)]
-        tasks = [t for t in tasks if t is not None]
-        if tasks:
-            await asyncio.wait(tasks)
+        pending = [t for t in tasks if t is not None]
+        if pending:
+            await asyncio.wait(pending)
 
     def status(self) -> dict:
         return {"peers_closed": self.peers_closed}

@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from shadowmesh_client.directory.trust import Role, TrustPolicy
 from shadowmesh_client.errors import ProtocolError
+from shadowmesh_client.node.peers import now
+from shadowmesh_client.node.tasks import Running, Spawner
 from shadowmesh_client.protocol import ProtocolConfig, Session, SessionState
 from shadowmesh_client.relay import EnvelopeError, EnvelopeType, decode, encode_local, open_delivery
 from shadowmesh_client.rewards.messages import is_control
 from shadowmesh_client.transport import ClientConfig, Link, LinkClosedError, ReconnectingClient
 from shadowmesh_client.transport.reconnect import Dial
-from shadowmesh_client.node.peers import now
-from shadowmesh_client.node.tasks import Running, Spawner
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class RelayClient:
         s = self.session
         if s.state is SessionState.CLOSED or s.state is SessionState.FAILED:
             s = self.session = Session(self._identity, self.key, self._config, self._trusted_relay)
-        hello = s.initiate(now())
+        hello = bytes(s.initiate(now()))
         self._on_session()
         return hello
 
@@ -108,8 +108,8 @@ class RelayClient:
             if not self.session.is_established:
                 raise ProtocolError("relay handshake did not complete")
             for frame in received.outgoing:
-                await link.send(encode_local(frame))
-        except (asyncio.TimeoutError, ProtocolError, EnvelopeError, LinkClosedError) as exc:
+                await link.send(encode_local(bytes(frame)))
+        except (TimeoutError, ProtocolError, EnvelopeError, LinkClosedError) as exc:
             log.warning("relay %s: handshake failed: %s", self.host, exc)
             await link.close()
             return
@@ -152,11 +152,13 @@ class RelayClient:
             if received.events:
                 self._on_session()
             if received.outgoing:
-                self.send([encode_local(f) for f in received.outgoing], link)
+                self.send([encode_local(bytes(f)) for f in received.outgoing], link)
         else:
             self.malformed += 1
 
     async def _control(self, link: Link, payload: bytes) -> None:
+        if self.on_control is None:
+            return
         replies = await self.on_control(self.key, payload)
         if replies:
             await send_all(link, [encode_local(r) for r in replies])
@@ -172,7 +174,7 @@ class RelayClient:
         frames = self.session.on_timer(t)
         link = self.link
         if frames and link is not None and self.ready:
-            self.send([encode_local(f) for f in frames], link)
+            self.send([encode_local(bytes(f)) for f in frames], link)
 
     def send(self, messages: list, link: Link) -> None:
         """Send ``messages`` on ``link`` in order without waiting; what finds no room goes out from a task."""

@@ -18,12 +18,12 @@ May import: node.peers, node.relays, node.settings, node.tasks. Not task-safe be
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
-from shadowmesh_client.transport import LinkClosedError
 from shadowmesh_client.node.peers import PeerTable, now
 from shadowmesh_client.node.settings import TIMER_MIN_GAP, TIMER_RESCAN_SECONDS
 from shadowmesh_client.node.tasks import Spawner
+from shadowmesh_client.transport import LinkClosedError
 
 
 class SessionTimers:

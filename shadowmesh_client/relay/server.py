@@ -27,6 +27,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from shadowmesh_client.relay import Forwarded, Local, RelayConfig, RelayCore, encode_local
 from shadowmesh_client.relay.envelope import KEY_BYTES
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 RelayAuthResult = tuple[bytes | Sequence[bytes], bytes]
 RelayAuthenticate = Callable[[bytes], Awaitable[RelayAuthResult | None] | RelayAuthResult | None]
 # on_local(device_key, frame) -> frames to send back to that device (each wrapped in a LOCAL envelope)
-OnLocal = Callable[[bytes, memoryview], Awaitable[Sequence[bytes] | None] | Sequence[bytes] | None]
+Replies = Sequence[bytes | bytearray]
+OnLocal = Callable[[bytes, Any], Awaitable[Replies] | Awaitable[Replies | None] | Replies | None]
 
 MAX_LOCAL_IN_FLIGHT = 8  # per link: awaitable on_local replies pending before the reader waits (backpressure)
 
@@ -66,7 +68,7 @@ class RelayServer:
             from shadowmesh_client.transport.ws import WebSocketTransport
 
             transport = WebSocketTransport()
-        self._server = transport.server(config, self._auth, self._on_link)
+        self._server: Server = transport.server(config, self._auth, self._on_link)
 
     # ---- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -156,6 +158,7 @@ class RelayServer:
         up the link's reader: forwarding continues meanwhile (``bench mesh`` relayed). At most
         ``MAX_LOCAL_IN_FLIGHT`` per link are in flight; beyond that the reader waits for the oldest
         (backpressure, bounded memory). Returns what the reader must await, or None."""
+        assert self._on_local is not None, "only called when on_local is set"
         replies = self._on_local(key, frame)
         inflight = self._repliers.get(link)
         if not inspect.isawaitable(replies):
@@ -171,10 +174,10 @@ class RelayServer:
         inflight.append(task)
         task.add_done_callback(lambda t: self._reply_done(link, t))
         if len(inflight) > MAX_LOCAL_IN_FLIGHT:
-            return asyncio.wait([inflight[0]])
+            return _wait_for(inflight[0])
         return None
 
-    async def _send_local(self, link: Link, replies: Sequence[bytes]) -> None:
+    async def _send_local(self, link: Link, replies: Replies) -> None:
         for reply in replies:
             await link.send(encode_local(reply))
 
@@ -226,3 +229,8 @@ class RelayServer:
         task = asyncio.get_running_loop().create_task(link.close(code, ""))
         self._closers.add(task)
         task.add_done_callback(self._closers.discard)
+
+
+async def _wait_for(task: asyncio.Task[None]) -> None:
+    """Wait until ``task`` is done without being cancelled with the waiter (backpressure on one link)."""
+    await asyncio.wait([task])

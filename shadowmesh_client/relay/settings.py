@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from shadowmesh_client.daemon_common import LINK_MAX_MESSAGE_BYTES, node_link_limits
 from shadowmesh_client.relay.core import RelayConfig
 from shadowmesh_client.transport.config import LinkLimits
+
+if TYPE_CHECKING:  # billing imports web3 (through rewards.onchain): only for the annotation
+    from shadowmesh_client.relay.billing import BillingSettings
 
 # ---- tick lengths ---------------------------------------------------------------------------------------
 SWEEP_SECONDS = 1.0
@@ -64,7 +68,7 @@ class RelaySettings:
     status_file: str | None = None
     metrics_port: int | None = None
     directory_interval: float = DIRECTORY_INTERVAL   # seconds
-    payments: object | None = None     # relay.billing.BillingSettings; None: no receipts, no gating
+    payments: BillingSettings | None = None  # None: no receipts, no gating
 
 
 def relay_link_limits() -> LinkLimits:

@@ -21,8 +21,8 @@ import asyncio
 import errno
 import ipaddress
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError

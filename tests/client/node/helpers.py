@@ -78,13 +78,13 @@ class Member:
     def overlay(self) -> str:
         return self.device.overlay
 
-    def packet_to(self, other: "Member", payload: bytes) -> bytes:
+    def packet_to(self, other: Member, payload: bytes) -> bytes:
         return ipv4(self.overlay, other.overlay, payload)
 
-    def peer(self, other: "Member"):
+    def peer(self, other: Member):
         return self.daemon.table.peers.get(other.key)
 
-    def path(self, other: "Member") -> str | None:
+    def path(self, other: Member) -> str | None:
         p = self.peer(other)
         return p.path.name if p is not None and p.path is not None else None
 
@@ -128,7 +128,7 @@ class Mesh:
 
     async def ready(self, *members: Member, timeout: float = 5.0) -> None:
         for m in members or [m for m in self.members if isinstance(m.daemon, Node)]:
-            await wait_for(lambda: m.daemon.ready_at is not None or m.task.done(), timeout, f"{m.name} up")
+            await wait_for(lambda m=m: m.daemon.ready_at is not None or m.task.done(), timeout, f"{m.name} up")
             if m.task.done():
                 m.task.result()
 

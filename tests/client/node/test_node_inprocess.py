@@ -16,7 +16,6 @@ from shadowmesh_client.protocol import Identity, NetworkBinding, ProtocolConfig,
 from shadowmesh_client.transport import ClientConfig
 from shadowmesh_client.transport.errors import HandshakeRejectedError
 from shadowmesh_client.tun import FakeTun
-
 from tests.client.node.helpers import MTU, Mesh, wait_for
 
 

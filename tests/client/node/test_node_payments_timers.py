@@ -15,7 +15,6 @@ from shadowmesh_client.protocol import Identity, NetworkBinding, ProtocolConfig
 from shadowmesh_client.relay import encode_local
 from shadowmesh_client.rewards import IssuerConfig, ReceiptDomain
 from shadowmesh_client.rewards.messages import AckMessage
-
 from tests.client.node.helpers import Mesh, wait_for
 from tests.client.node.test_node_inprocess import _deliver, run
 
