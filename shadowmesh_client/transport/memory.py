@@ -15,6 +15,10 @@ given a ``MemoryTransport`` runs unchanged, in-process, without root. What it mo
   closes the link with 1009 on both ends (the sender's call itself succeeds, as on a socket);
 * an ``on_link`` that raises closes its link with 1011; ``server.close()`` closes every link with 1001
   and then waits (without cancelling) until every ``on_link`` has returned, as websockets does;
+* the initiator's address: ``transport.as_host("10.0.0.5")`` is a view of the same network whose dials
+  come from that host; its links' server-side ``remote_address`` is ``(host, port)``, and an
+  ``authenticate`` hook with a ``source`` parameter is called as ``authenticate(hello, source=host)``
+  (abuse tests: per-source limits). Dials from the plain transport pass no source (as websockets today);
 * ``latency`` is a fixed figure per transport (``MemoryTransport(latency=...)``), or per link
   (``link.latency = ...``) for path-choice tests; ``partition(a, b)`` style failures are done by closing
   or aborting links, or by ``stop()``-ing a server.
@@ -29,6 +33,7 @@ May import: transport.base, transport.config, transport.errors (asyncio and the 
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import itertools
 import logging
@@ -208,6 +213,10 @@ class MemoryServer:
         self.config = config
         self._transport = transport
         self._authenticate = authenticate
+        try:
+            self._with_source = "source" in inspect.signature(authenticate).parameters
+        except (TypeError, ValueError):
+            self._with_source = False
         self._on_link = on_link
         self._port: int | None = None
         self._closing = False
@@ -249,14 +258,18 @@ class MemoryServer:
         scheme = "wss" if self.config.tls else "ws"
         return f"{scheme}://{self.config.host}:{self.port}{self.config.path}"
 
-    async def _accept(self, path: str, hello: bytes, client_peer: Any, limits: LinkLimits) -> MemoryLink:
+    async def _accept(self, path: str, hello: bytes, client_peer: Any, limits: LinkLimits,
+                      source: str | None = None) -> MemoryLink:
         if self._closing:
             raise TransportError(f"cannot reach {self._where()}: ConnectionRefusedError")
         if path != self.config.path or not hello or len(hello) > self.config.max_hello_bytes:
             self.decoys_served += 1
             raise HandshakeRejectedError(self._refused())
         try:
-            result = self._authenticate(hello)
+            if source is not None and self._with_source:
+                result = self._authenticate(hello, source=source)  # type: ignore[call-arg]
+            else:
+                result = self._authenticate(hello)
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:  # like the WebSocket server: a failing hook refuses
@@ -273,7 +286,7 @@ class MemoryServer:
         client = MemoryLink(client_peer, is_client=True, limits=limits, latency=latency,
                             remote_address=(self.config.host, self.port))
         server = MemoryLink(peer, is_client=False, limits=self.config.limits, latency=latency,
-                            remote_address=("memory", next(self._transport._client_ports)))
+                            remote_address=(source or "memory", next(self._transport._client_ports)))
         client._other, server._other = server, client
         frames = [response] if isinstance(response, (bytes, bytearray, memoryview)) else list(response)
         for frame in frames:
@@ -316,6 +329,13 @@ class MemoryTransport:
         self._servers: dict[tuple[str, int], MemoryServer] = {}
         self._ports = itertools.count(40_000)
         self._client_ports = itertools.count(50_000)
+        self.client_host: str | None = None   # the address dials come from (``as_host``); None: not told
+
+    def as_host(self, host: str) -> MemoryTransport:
+        """A view of this network whose dials come from ``host`` (servers and ports are shared)."""
+        view = copy.copy(self)
+        view.client_host = host
+        return view
 
     def server(self, config: ServerConfig, authenticate: Authenticate, on_link: OnLink) -> MemoryServer:
         return MemoryServer(self, config, authenticate, on_link)
@@ -327,7 +347,7 @@ class MemoryTransport:
             raise TransportError(f"cannot reach {parts.scheme}://{parts.netloc}: ConnectionRefusedError")
         await asyncio.sleep(0)  # dialling is never synchronous
         return await server._accept(parts.path or "/", bytes(hello), peer if peer is not None else config.url,
-                                    config.limits)
+                                    config.limits, self.client_host)
 
     def _register(self, server: MemoryServer) -> int:
         port = server.config.port or next(self._ports)
@@ -338,4 +358,5 @@ class MemoryTransport:
         return port
 
     def _unregister(self, server: MemoryServer) -> None:
-        self._servers = {k: v for k, v in self._servers.items() if v is not server}
+        for key in [k for k, v in self._servers.items() if v is server]:   # in place: views share the dict
+            del self._servers[key]
