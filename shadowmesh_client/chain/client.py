@@ -95,7 +95,7 @@ def load_owner_account(path: str | os.PathLike, password: str):
             f"owner keystore {p} not found: create one with `shadowmesh-client account new` or set owner_keystore"
         ) from None
     except ValueError:
-        raise KeystoreError(f"owner keystore {p} is not a JSON keystore file") from None
+        raise KeystoreError(f"owner keystore {p} is not an eth-account keystore file (not JSON)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise KeystoreError(f"cannot read the owner keystore {p}: {exc}") from None
     if not isinstance(blob, dict) or not isinstance(blob.get("crypto") or blob.get("Crypto"), dict):

@@ -95,8 +95,13 @@ class State:
     def deadline(self) -> Deadline:
         """The command's overall RPC deadline, armed on first use until the command ends."""
         if self._deadline is None:
-            seconds = self.timeout if self.timeout is not None else self.config.rpc_timeout
-            self._deadline = Deadline(seconds or DEFAULT_TIMEOUT)
+            seconds = self.timeout
+            if seconds is None:
+                try:
+                    seconds = self.config.rpc_timeout
+                except ConfigError:  # no config (dev faucet --rpc-url ...): the command reports it if it needs one
+                    seconds = DEFAULT_TIMEOUT
+            self._deadline = Deadline(seconds)
             ctx = click.get_current_context(silent=True)
             if ctx is not None:
                 ctx.find_root().with_resource(self._deadline)
@@ -211,7 +216,7 @@ def when(ts: int | None) -> str:
 
 
 def _value(key: str, v: Any) -> str:
-    if key.endswith("_at") and isinstance(v, int):
+    if key.endswith(("_at", "_time")) and isinstance(v, int) and not isinstance(v, bool):
         return when(v)
     if isinstance(v, bool):
         return "yes" if v else "no"

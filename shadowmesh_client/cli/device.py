@@ -50,7 +50,7 @@ def init(state: State, rpc_url, deployments, network_id, endpoint, owner_keystor
             "owner_keystore": owner_keystore and str(Path(owner_keystore).resolve()),
             "keystore_backend": keystore_backend, "device_key": "device.key", "state_dir": "state",
         }.items() if v is not None}
-        state._config = parse_config(values, str(path), path.parent.resolve())  # validated, nothing written
+        state._config = parse_config(values, str(path), path.parent.resolve())  # type: ignore[assignment]
     elif any(v is not None for v in (rpc_url, deployments, network_id, endpoint, owner_keystore, keystore_backend)):
         raise ConfigError(f"{path} already exists: edit it instead of passing options to init")
     state.config_path = str(path)

@@ -179,7 +179,6 @@ def earnings(state: State, as_json):
 def set_price(state: State, price, as_json):
     """Advertise this relay's PRICE in SMT base units (10**-18 SMT) per byte (0 stops claims)."""
     from shadowmesh_client.rewards import onchain
-
     from shadowmesh_client.rewards.onchain import format_smt
 
     r = onchain.set_price(_chain(state), state.owner_account(), price)

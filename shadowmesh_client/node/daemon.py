@@ -20,7 +20,7 @@ is cancelled and awaited; only then are the TUN device (and so the interface) an
 closed. A task that fails (TUN deleted under us, a bug) aborts the group: every other task is cancelled
 and awaited, the same resources are released, and ``run`` raises that task's error.
 
-May import: directory, protocol, transport, tun, daemon_common, node.*. Not task-safe beyond its loop.
+May import: directory, protocol, transport, tun, daemon_common, observability, node.*. Not task-safe beyond its loop.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from shadowmesh_client.daemon_common import first_sync, write_status_file
+from shadowmesh_client.daemon_common import first_sync, start_metrics_server, write_status_file
 from shadowmesh_client.directory import DirectorySource
 from shadowmesh_client.directory.trust import TrustPolicy
 from shadowmesh_client.errors import ConfigError
@@ -44,11 +44,17 @@ from shadowmesh_client.node.reconcile import Reconciler
 from shadowmesh_client.node.settings import PATH_SECONDS, STATUS_SECONDS, NodeSettings
 from shadowmesh_client.node.tasks import Spawner
 from shadowmesh_client.node.timers import SessionTimers
+from shadowmesh_client.observability import tracing
+from shadowmesh_client.observability.catalogue import DIRECTORY, NODE
+from shadowmesh_client.observability.figures import NodeFigures
+from shadowmesh_client.observability.snapshot import Published, SnapshotCollector, publish_forever
 from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
+from shadowmesh_client.relay.floors import open_floors
 from shadowmesh_client.transport import Server, ServerConfig, Transport
 from shadowmesh_client.tun import TunDevice, configure_async, open_tun
 
 if TYPE_CHECKING:
+    from shadowmesh_client.api.server import ApiServer
     from shadowmesh_client.node.payments import NodePayments
 
 log = logging.getLogger(__name__)
@@ -63,7 +69,7 @@ class Node:
 
     def __init__(self, identity, source: DirectorySource, settings: NodeSettings, *, endpoint: str | None = None,
                  protocol: ProtocolConfig | None = None, payments=None, transport: Transport | None = None,
-                 tun: TunDevice | None = None) -> None:
+                 tun: TunDevice | None = None, metrics: tuple[str, int] | None = None, rpc_watch=None) -> None:
         self.identity = identity
         self.ds = source
         self.settings = settings
@@ -73,7 +79,9 @@ class Node:
         d = source.directory
         self.protocol = protocol or ProtocolConfig(NetworkBinding(d.chain_id, d.registry, d.network_id))
         self.trust = TrustPolicy(d, identity.public_key, clock=now)
-        self.table = PeerTable(identity, self.protocol, self.trust.is_trusted)
+        # Handshake floors shared by every peer session, persisted in settings.state_dir (issue 12).
+        self.floors, self._floor_file = open_floors(settings.state_dir, time.time())
+        self.table = PeerTable(identity, self.protocol, self.trust.is_trusted, self.floors)
         self.links: PeerLinks | None = None
         self.reconciler: Reconciler | None = None
         self.timers: SessionTimers | None = None
@@ -87,6 +95,11 @@ class Node:
         self._payment_setup = payments     # node.payments.PaymentSetup, or None: sign no receipts
         self.payments: NodePayments | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self.api: ApiServer | None = None  # the local API while running (settings.api)
+        self.metrics = metrics             # (host, port) of the metrics port (observability/http.py), or None
+        self.metrics_server = None         # its server, while running
+        self.published = Published()       # the loop's latest snapshot, read by the metrics HTTP thread
+        self.figures = NodeFigures(self, rpc_watch)
 
     # ---- lifecycle ------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -145,15 +158,23 @@ class Node:
             host, _, port = s.listen.rpartition(":")
             cfg = ServerConfig(host=host, port=int(port), path=s.path or urlsplit(self.endpoint or "").path or "/",
                                tls_cert=s.tls_cert, tls_key=s.tls_key, limits=s.limits)
-            self.server = self.transport.server(cfg, links.authenticate, links.on_server_link)
+            authenticate = tracing.traced(links.authenticate, "shadowmesh.handshake", {"shadowmesh.role": "node"})
+            self.server = self.transport.server(cfg, authenticate, links.on_server_link)
             await self.server.start()
             self.listen_port = self.server.port
         coros = [(self.pump.run(), "pump"), (self.ds.run(), "directory"), (timers.run(), "timers"),
                  (self._housekeeping(), "housekeeping")]
         if self.payments is not None:
             coros.append((self.payments.run(self.table.relays), "payments"))
-        service = [t for t in (spawn(c, name) for c, name in coros) if t is not None]
         self.ready_at = time.time()
+        if self.metrics is not None:
+            self.published.snapshot = self.figures.build()
+            collector = SnapshotCollector(self.published, DIRECTORY + NODE)
+            self.metrics_server = start_metrics_server(self.metrics[1], collector, self.metrics[0],
+                                                       published=self.published)
+            coros.append((publish_forever(self.figures.build, self.published), "metrics"))
+        service = [t for t in (spawn(c, name) for c, name in coros) if t is not None]
+        service += await self._start_api(spawn)
         log.info("up: %s on %s (mtu %d), overlay %s, %d peer(s), %d relay(s)%s", self.identity.public_key.hex()[:16],
                  self.tun.name if self.tun is not None else "?", s.mtu, self.overlay, len(self.table.peers),
                  len(self.table.relays),
@@ -180,6 +201,7 @@ class Node:
         for t in service:
             t.cancel()
         await asyncio.wait(service)
+        await self._close_api()   # its sampler task is done: end SSE streams, stop serving
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -194,18 +216,44 @@ class Node:
 
     async def _release(self) -> None:
         """After every task is done (or never started): listener, subscription, TUN device, status, source."""
+        await self._close_api()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         if self.server is not None:
             await self.server.close()
+        metrics_server, self.metrics_server = self.metrics_server, None
+        if metrics_server is not None:   # its publishing task ended with the group
+            await asyncio.to_thread(metrics_server.shutdown)
+            metrics_server.server_close()
         if self.tun is not None:
             self.tun.close()
         try:
             self.write_status(stopped=True)
         except OSError as exc:
             log.warning("cannot write the status file: %s", exc)
+        if self._floor_file is not None:
+            self._floor_file.close()
         self.ds.close()
+
+    async def _start_api(self, spawn: Spawner) -> list[asyncio.Task]:
+        """The local API (api/server.py) and its sampler task, when ``settings.api`` is set."""
+        if self.settings.api is None:
+            return []
+        from shadowmesh_client.api.server import ApiServer
+        from shadowmesh_client.api.views import NodeView
+
+        api = ApiServer(self.settings.api, NodeView(self))
+        if not await api.start():
+            return []
+        self.api = api
+        task = spawn(api.run(), "api")
+        return [task] if task is not None else []
+
+    async def _close_api(self) -> None:
+        api, self.api = self.api, None
+        if api is not None:
+            await api.close()
 
     # ---- status ---------------------------------------------------------------------------------------
     def status(self) -> dict:

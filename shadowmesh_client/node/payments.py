@@ -46,7 +46,6 @@ from eth_utils import to_checksum_address
 from shadowmesh_client.errors import ConfigError, KeystoreError
 from shadowmesh_client.node.peers import now
 from shadowmesh_client.node.settings import RECEIPT_TICK_SECONDS
-from shadowmesh_client.relay import encode_local
 from shadowmesh_client.rewards import DevicePayments, IssuerConfig, ReceiptDomain
 from shadowmesh_client.transport import LinkClosedError
 
@@ -138,7 +137,7 @@ class NodePayments:
                 self.send_failed += 1   # the next receipt is cumulative: nothing is lost but time
                 continue
             try:
-                await link.send(encode_local(payload))
+                await client.send_controls(link, [payload])   # sealed in the device-relay session
                 self.sent += 1
             except LinkClosedError:
                 self.send_failed += 1

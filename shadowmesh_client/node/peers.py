@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from shadowmesh_client.node.settings import RELAY_RTT_PENALTY
 from shadowmesh_client.protocol import ProtocolConfig, Session, SessionState
+from shadowmesh_client.protocol.floors import HandshakeFloors
 from shadowmesh_client.relay import encode_forward
 from shadowmesh_client.transport import Link, LinkClosedError
 
@@ -101,10 +102,14 @@ class PeerState:
     """One peer: its session, its direct link (if any), the relays, and the chosen path."""
 
     __slots__ = ("key", "overlay", "endpoint", "session", "direct", "path", "established_at",
-                 "dialer", "_identity", "_config", "_trust", "relay_paths", "sessions_started")
+                 "dialer", "_identity", "_config", "_trust", "relay_paths", "sessions_started", "_floors",
+                 "cookie")
 
-    def __init__(self, key: bytes, identity, config: ProtocolConfig, trust) -> None:
+    def __init__(self, key: bytes, identity, config: ProtocolConfig, trust,
+                 floors: HandshakeFloors | None = None) -> None:
         self.key = key
+        self._floors = floors   # the node's handshake floors (replays across sessions and restarts)
+        self.cookie: bytes | None = None   # the peer's last cookie reply (protocol/cookie.py), echoed once
         self.overlay: str | None = None
         self.endpoint: str | None = None
         self._identity = identity
@@ -120,7 +125,7 @@ class PeerState:
 
     def new_session(self) -> Session:
         self.sessions_started += 1
-        self.session = Session(self._identity, self.key, self._config, self._trust)
+        self.session = Session(self._identity, self.key, self._config, self._trust, floors=self._floors)
         return self.session
 
     def usable_session(self) -> Session:
@@ -180,10 +185,12 @@ class PeerTable:
     dict lookup per packet), ``relays`` {relay key: node.relays.RelayClient}. ``trust(key) -> bool`` is
     every Session's trust callback (directory.trust.TrustPolicy.is_trusted)."""
 
-    __slots__ = ("identity", "config", "trust", "peers", "routes", "relays")
+    __slots__ = ("identity", "config", "trust", "peers", "routes", "relays", "floors")
 
-    def __init__(self, identity, config: ProtocolConfig, trust: Callable[[bytes], bool]) -> None:
+    def __init__(self, identity, config: ProtocolConfig, trust: Callable[[bytes], bool],
+                 floors: HandshakeFloors | None = None) -> None:
         self.identity = identity
+        self.floors = floors if floors is not None else HandshakeFloors()
         self.config = config
         self.trust = trust
         self.peers: dict[bytes, PeerState] = {}
@@ -194,7 +201,7 @@ class PeerTable:
         """The peer for ``key``, created (with a path through every relay) if new. The caller checked trust."""
         peer = self.peers.get(key)
         if peer is None:
-            peer = self.peers[key] = PeerState(key, self.identity, self.config, self.trust)
+            peer = self.peers[key] = PeerState(key, self.identity, self.config, self.trust, self.floors)
             peer.relay_paths = [RelayPath(r, key) for r in self.relays.values()]
             peer.select()
         return peer

@@ -7,9 +7,15 @@ only devices its directory trusts, and we talk only to a device the trust policy
 relay's answer must verify under its registered key). After the upgrade every message is an envelope:
 LOCAL frames belong to that device-relay session (its rekeys and keepalives: ``on_timer``, driven by
 node/timers.py, and the answers to them); DELIVER frames carry another device's end-to-end frame and go
-to ``on_delivery(source, inner, client)``. LOCAL payloads that are payments control messages
+to ``on_delivery(source, inner, client)``. Control messages travel SEALED in the device-relay session
+(relay/control.py, issue 12): a LOCAL DATA frame of that session carries them; payments ones
 (rewards.messages.is_control) go to the awaitable ``on_control(relay_key, payload)`` (set by the node
-when it signs receipts; node/payments.py), whose returned payloads are sent back as LOCAL, in order.
+when it signs receipts; node/payments.py), whose returned payloads are sealed and sent back, in order
+(``send_controls``); ``block(source)`` asks the relay to stop forwarding a garbage-only source to us. A
+bare (cleartext) control payload from the relay is refused (``cleartext_refused``).
+
+Under load the relay may answer the hello with a cookie reply (protocol/cookie.py) instead of the
+handshake response, then close: the cookie is kept and echoed in the next hello (one more dial).
 
 May import: protocol, relay (envelope), rewards.messages, transport, directory.trust, node.peers,
 node.tasks. Not task-safe beyond the event loop.
@@ -26,7 +32,10 @@ from shadowmesh_client.errors import ProtocolError
 from shadowmesh_client.node.peers import now
 from shadowmesh_client.node.tasks import Running, Spawner
 from shadowmesh_client.protocol import ProtocolConfig, Session, SessionState
+from shadowmesh_client.protocol.cookie import CLOSE_COOKIE, parse_reply, with_cookie
+from shadowmesh_client.protocol.floors import HandshakeFloors
 from shadowmesh_client.relay import EnvelopeError, EnvelopeType, decode, encode_local, open_delivery
+from shadowmesh_client.relay.control import encode_block, is_bare_control, open_local, seal_controls
 from shadowmesh_client.rewards.messages import is_control
 from shadowmesh_client.transport import ClientConfig, Link, LinkClosedError, ReconnectingClient
 from shadowmesh_client.transport.reconnect import Dial
@@ -47,14 +56,20 @@ class RelayClient:
 
     def __init__(self, identity, key: bytes, url: str, config: ProtocolConfig, trust: TrustPolicy,
                  client_config: ClientConfig, on_delivery, on_change: Callable[[], None], *, dial: Dial,
-                 spawn: Spawner, on_session: Callable[[], None] = lambda: None) -> None:
+                 spawn: Spawner, on_session: Callable[[], None] = lambda: None,
+                 floors: HandshakeFloors | None = None) -> None:
         self.key = key
+        self._floors = floors
+        self.cookie: bytes | None = None   # the relay's last cookie reply, echoed in the next hello once
+        self.cookies = 0                   # cookie replies received
+        self.cleartext_refused = 0         # bare control payloads from the relay (refused)
+        self.blocks_sent = 0
         self.url = url
         self.host = url.split("/")[2]
         self._identity = identity
         self._config = config
         self._trust = trust
-        self.session = Session(identity, key, config, self._trusted_relay)
+        self.session = Session(identity, key, config, self._trusted_relay, floors=floors)
         self._on_delivery = on_delivery
         self._on_change = on_change
         self._on_session = on_session
@@ -92,8 +107,10 @@ class RelayClient:
     def _hello(self) -> bytes:
         s = self.session
         if s.state is SessionState.CLOSED or s.state is SessionState.FAILED:
-            s = self.session = Session(self._identity, self.key, self._config, self._trusted_relay)
-        hello = bytes(s.initiate(now()))
+            s = self.session = Session(self._identity, self.key, self._config, self._trusted_relay,
+                                       floors=self._floors)
+        cookie, self.cookie = self.cookie, None
+        hello = with_cookie(s.initiate(now()), cookie)
         self._on_session()
         return hello
 
@@ -104,6 +121,12 @@ class RelayClient:
             env = decode(first)
             if env.type is not EnvelopeType.LOCAL:
                 raise EnvelopeError("relay did not answer the handshake first")
+            cookie = parse_reply(env.inner)
+            if cookie is not None:   # the relay is under load: dial again with its cookie
+                self.cookie = cookie
+                self.cookies += 1
+                await link.close(CLOSE_COOKIE, "")
+                return
             received = self.session.open(bytes(env.inner), now())
             if not self.session.is_established:
                 raise ProtocolError("relay handshake did not complete")
@@ -141,18 +164,22 @@ class RelayClient:
             self.deliveries += 1
             self.delivered_bytes += len(message)
             self._on_delivery(source, inner, self)
-        elif kind == _LOCAL and self.on_control is not None and is_control(message[1:]):
-            self._spawn(self._control(link, bytes(message[1:])), "relay control")
         elif kind == _LOCAL:
+            if is_bare_control(message[1:]):   # the old cleartext form: refused
+                self.cleartext_refused += 1
+                return
             try:
-                received = self.session.open(message[1:], now())
+                opened = open_local(self.session, message[1:], now())
             except ProtocolError:
                 self.malformed += 1
                 return
-            if received.events:
+            if opened.events:
                 self._on_session()
-            if received.outgoing:
-                self.send([encode_local(bytes(f)) for f in received.outgoing], link)
+            if opened.outgoing:
+                self.send([encode_local(bytes(f)) for f in opened.outgoing], link)
+            for payload in opened.controls:
+                if self.on_control is not None and is_control(payload):
+                    self._spawn(self._control(link, payload), "relay control")
         else:
             self.malformed += 1
 
@@ -161,7 +188,29 @@ class RelayClient:
             return
         replies = await self.on_control(self.key, payload)
         if replies:
-            await send_all(link, [encode_local(r) for r in replies])
+            try:
+                await self.send_controls(link, replies)
+            except LinkClosedError:
+                pass
+
+    async def send_controls(self, link: Link, payloads: list[bytes]) -> None:
+        """Seal ``payloads`` (control messages) in the device-relay session and send them on ``link`` in
+        order, waiting for room. Raises LinkClosedError if the link closed."""
+        for frame in seal_controls(self.session, payloads, now()):
+            await link.send(encode_local(frame))
+
+    def block(self, source: bytes, seconds: int) -> bool:
+        """Ask the relay (sealed BLOCK) to drop ``source``'s frames to us for ``seconds``; False if no link."""
+        link = self.link
+        if link is None or not self.ready:
+            return False
+        frames = seal_controls(self.session, [encode_block(source, seconds)], now())
+        if not frames:
+            return False
+        self.send([encode_local(f) for f in frames], link)
+        self.blocks_sent += 1
+        self._on_session()   # the session now expects an answer (dead-peer timer)
+        return True
 
     # ---- the device-relay session's timers (node/timers.py) -------------------------------------------
     def next_timer_at(self) -> float | None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shadowmesh_client.api.settings import ApiSettings
 from shadowmesh_client.daemon_common import LINK_MAX_MESSAGE_BYTES, MAX_FRAME_BYTES, node_link_limits
+from shadowmesh_client.relay.guard import GuardConfig
 from shadowmesh_client.transport import LinkLimits
 
 __all__ = ["LINK_MAX_MESSAGE_BYTES", "MAX_FRAME_BYTES", "node_link_limits"]  # re-exported (their home: daemon_common)
@@ -52,6 +54,13 @@ DIRECTORY_INTERVAL = 1.0
 BACKOFF_MAX = 8.0
 """Seconds: cap of the reconnect delay to peers and relays (from 0.25 s doubling, with jitter)."""
 
+BLOCK_AFTER_BAD_FRAMES = 64
+"""Frames: a source whose last this-many frames through a relay were all rejected (wrong tag, replayed,
+unknown) and none accepted is blocked at that relay (relay/control.py BLOCK), for BLOCK_SECONDS."""
+
+BLOCK_SECONDS = 60
+"""Seconds a BLOCK asks the relay to drop a garbage-only source's frames to us (then it may try again)."""
+
 RELAY_RTT_PENALTY = 0.002
 """Seconds added to a relayed path's estimated RTT (2 x link RTT to the relay): the direct path wins ties."""
 
@@ -72,3 +81,6 @@ class NodeSettings:
     limits: LinkLimits = field(default_factory=node_link_limits)
     backoff_max: float = BACKOFF_MAX
     directory_interval: float = DIRECTORY_INTERVAL
+    state_dir: str | None = None         # handshake floors (relay/floors.py); None: in memory only
+    handshake_guard: GuardConfig | None = field(default_factory=GuardConfig)   # accept hook; None: off
+    api: ApiSettings | None = None       # local API + dashboard (api/); None: off (the CLI turns it on)

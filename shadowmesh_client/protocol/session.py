@@ -43,6 +43,7 @@ from shadowmesh_client.protocol.errors import (
     SessionClosedError,
     UntrustedPeerError,
 )
+from shadowmesh_client.protocol.floors import HandshakeFloors
 from shadowmesh_client.protocol.replay import ReplayWindow
 
 _HEADER = F.HEADER
@@ -124,7 +125,8 @@ class Session:
     """The protocol state with one peer; see the module docstring and the package docstring for use."""
 
     def __init__(self, identity: crypto.Identity, peer_public_key: bytes, config: ProtocolConfig,
-                 is_trusted: TrustCallback, rng: crypto.RandomSource = os.urandom) -> None:
+                 is_trusted: TrustCallback, rng: crypto.RandomSource = os.urandom,
+                 floors: HandshakeFloors | None = None) -> None:
         if len(peer_public_key) != 32:
             raise ValueError("peer public key must be 32 bytes (Ed25519)")
         if bytes(peer_public_key) == identity.public_key:
@@ -147,6 +149,7 @@ class Session:
         self._rekey_due = False  # a rekey should start at the next on_timer/send_packets
         self._pending_phase = 0  # KEY_PHASE of the key our pending initiation will create
         self._peer_ts = -1  # highest handshake timestamp accepted from the peer (ns)
+        self._floors = floors  # daemon-wide floors (protocol/floors.py): replay across sessions/restarts
         self._my_ts = -1
         self._queue: list[F.BytesLike] = []  # packets waiting for a key, oldest first
         self._last_sent = 0.0
@@ -208,8 +211,14 @@ class Session:
     def _on_initiation(self, header: bytes, plaintext: bytearray, now: float, rekey_kp: _Keypair | None) -> Received:
         if self._pending is not None and self._pending_rekey == (rekey_kp is not None) and self._me < self._peer:
             return Received()  # both initiated at once: the lower key wins, and that is ours
-        eph, ts = H.parse_initiation(self._identity, self._binding, header, plaintext, self._peer_ts)
+        floor = self._peer_ts
+        floors = self._floors
+        if floors is not None:
+            floor = max(floor, floors.floor(self._peer, now))
+        eph, ts = H.parse_initiation(self._identity, self._binding, header, plaintext, floor)
         self._peer_ts = ts
+        if floors is not None:
+            floors.raise_to(self._peer, ts)  # stored (and persisted by the daemon) before we answer
         self._pending = None
         if rekey_kp is not None:
             seq = self._take_seq(rekey_kp)
@@ -479,6 +488,13 @@ class Session:
             return self.initiate(now)
         self._pending_started = now
         return self._send_initiation(now, rekey=True)
+
+    def keepalive(self, now: float) -> bytearray | None:
+        """A KEEPALIVE frame now (an answer that tells the peer we are alive), or None without a usable key."""
+        try:
+            return self._seal_control(_KEEPALIVE, b"", now)
+        except (NotEstablishedError, SessionClosedError):
+            return None
 
     def close(self, now: float, reason: int = 0) -> bytearray | None:
         """A CLOSE frame for the peer (None if no key was ever established); the session is then closed

@@ -11,7 +11,11 @@ its module; this one only wires them and owns the tasks:
 * relay/billing.py ``RelayBilling`` (``settings.payments``, issue 6): receipts in LOCAL envelopes (acked
   only after the ledger commit), credit gate (``RelayCore.budgets``); RECEIPT_STATE follows the handshake
   response;
-* relay/settings.py: settings, tick lengths, link limits.
+* relay/settings.py: settings, tick lengths, link limits;
+* relay/guard.py + relay/floors.py (issue 12): the door's flood guard (per-source rate, cookies under
+  load) and the handshake floors persisted in ``settings.state_dir`` (replays refused after a restart);
+* relay/control.py: control messages (payments, BLOCK) travel sealed in the device-relay session; a bare
+  one (the old cleartext form) is refused (``cleartext_refused``).
 
 Trust sweeps: a directory change only sets an Event; the ONE sweeper task waits on it (or at most
 ``SWEEP_SECONDS``), disconnects devices no longer trusted (close code 4001: revoked, suspended, expired)
@@ -24,7 +28,7 @@ billing is closed (its worker thread finishes every queued ledger job first), th
 written and the directory source closed. Known gap: ``DirectorySyncer`` (directory/syncer.py) may leave its
 ``to_thread`` read running after cancellation; it must await that read before ``close()``.
 
-May import: relay.*, directory, protocol, transport, rewards.messages, daemon_common.
+May import: relay.*, directory, protocol, transport, rewards.messages, daemon_common, observability.
 """
 
 from __future__ import annotations
@@ -41,8 +45,15 @@ from shadowmesh_client.daemon_common import first_sync, start_metrics_server, wr
 from shadowmesh_client.directory import DirectorySource
 from shadowmesh_client.directory.trust import TrustPolicy
 from shadowmesh_client.errors import ConfigError
+from shadowmesh_client.observability import tracing
+from shadowmesh_client.observability.catalogue import DIRECTORY, RELAY
+from shadowmesh_client.observability.figures import RelayFigures
+from shadowmesh_client.observability.snapshot import Published, SnapshotCollector, publish_forever
 from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
+from shadowmesh_client.relay.control import MAX_BLOCK_SECONDS, decode_block, is_bare_control
 from shadowmesh_client.relay.door import Door
+from shadowmesh_client.relay.floors import open_floors
+from shadowmesh_client.relay.guard import Challenge
 from shadowmesh_client.relay.server import RelayServer
 from shadowmesh_client.relay.settings import (  # noqa: F401 - re-exported: cli/mesh.py and bench import them here
     GC_THRESHOLDS,
@@ -66,7 +77,8 @@ class RelayDaemon:
     (``DirectorySyncer`` or, in tests, a ``lab.directory.MemoryRegistry`` view)."""
 
     def __init__(self, identity, source: DirectorySource, settings: RelaySettings, *, endpoint: str | None = None,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, metrics_host: str = "127.0.0.1", rpc_watch=None,
+                 metrics_per_device: bool = False) -> None:
         self.identity = identity
         self.ds = source
         self.settings = settings
@@ -75,13 +87,22 @@ class RelayDaemon:
         d = source.directory
         self.trust = TrustPolicy(d, identity.public_key)
         self.protocol = ProtocolConfig(NetworkBinding(d.chain_id, d.registry, d.network_id))
-        self.door = Door(identity, self.trust, self.protocol)
+        self.floors, self._floor_file = open_floors(settings.state_dir, time.time())
+        self.door = Door(identity, self.trust, self.protocol, floors=self.floors,
+                         guard=settings.handshake_guard if settings.handshake_guard is not None else False)
+        self.cleartext_refused = 0         # LOCAL control messages in the clear (refused)
+        self.blocks = 0                    # BLOCK requests applied
         self.usage = UsageBook()
         self.disconnected = 0              # devices disconnected by a sweep (no longer trusted)
         self.sweeps = 0
         self.server: Any = None            # RelayServer, from run() on
         self.billing: Any = None           # relay.billing.RelayBilling when settings.payments is set
         self.metrics_server = None         # daemon_common.start_metrics_server's server, while running
+        self.metrics_host = metrics_host   # address of the metrics port (0.0.0.0 in a container)
+        self.metrics_per_device = metrics_per_device   # also shadowmesh_relay_device_bytes{device}: high cardinality
+        self.published = Published()       # observability: the loop's latest snapshot, read by the HTTP thread
+        self.figures = RelayFigures(self, rpc_watch)
+        self.api: Any = None               # api.server.ApiServer while running (settings.api)
         self.started_at = time.time()
         self._changed = asyncio.Event()    # set by directory changes; cleared by the sweeper
 
@@ -107,25 +128,53 @@ class RelayDaemon:
         return self.usage.as_dict()
 
     # ---- RelayServer hooks --------------------------------------------------------------------------------
-    def authenticate(self, hello: bytes):
-        result = self.door.authenticate(hello)
-        if result is None or self.billing is None:
+    def authenticate(self, hello: bytes, source: object = None):
+        with tracing.span("shadowmesh.handshake", {"shadowmesh.role": "relay"}):   # a no-op unless tracing is on
+            result = self.door.authenticate(hello, source)
+        if result is None or self.billing is None or isinstance(result, Challenge):
             return result
         outgoing, key = result
-        return [*outgoing, *self._billing_hello(key)], key
+        return [*outgoing, *self.door.seal(key, self._billing_hello(key))], key
 
     def _billing_hello(self, key: bytes) -> list[bytes]:
         peer = self.trust.peer(key)
         if peer is None:
             return []
         self.billing.learn(key, peer.owner, peer.device_id)
-        return self.billing.state_for(key)   # RECEIPT_STATE, sent right after the handshake response
+        return self.billing.state_for(key)   # RECEIPT_STATE, sealed, right after the handshake response
 
-    def on_local(self, key: bytes, frame) -> Sequence[bytes | bytearray] | Awaitable[list[bytes]] | None:
-        if self.billing is not None and is_control(frame):
+    def on_local(self, key: bytes, frame) -> Sequence[bytes | bytearray] | Awaitable[list[bytearray]] | None:
+        """A LOCAL frame of ``key``'s device-relay session: protocol answers, and its sealed control
+        messages (relay/control.py): BLOCK applied to the core, payments to billing (awaited by
+        RelayServer; acks sealed after the ledger commit)."""
+        if is_bare_control(frame):
+            self.cleartext_refused += 1
+            return None
+        opened = self.door.open(key, frame)
+        if opened is None:
+            return None
+        replies: list[bytearray] = list(opened.outgoing)
+        payments: list[bytes] = []
+        for message in opened.controls:
+            block = decode_block(message)
+            if block is not None:
+                source, seconds = block
+                if self.server.core.block(key, source, min(seconds, MAX_BLOCK_SECONDS), self.server.now()):
+                    self.blocks += 1
+                    log.info("device %s blocked frames from %s for %d s", key.hex()[:8], source.hex()[:8], seconds)
+            elif self.billing is not None and is_control(message):
+                payments.append(message)
+        if payments:
             self._account()   # the receipt is checked against every byte received before it
-            return self.billing.on_control(key, bytes(frame))   # awaited by RelayServer; ack after commit
-        return self.door.on_frame(key, frame)
+            return self._billing_replies(key, replies, payments)
+        if opened.controls and not replies:
+            replies = self.door.keepalive(key)   # an answer, so the device's dead-peer timer stays quiet
+        return replies
+
+    async def _billing_replies(self, key: bytes, replies: list[bytearray], payments: list[bytes]) -> list[bytearray]:
+        for payload in payments:
+            replies += self.door.seal(key, await self.billing.on_control(key, bytes(payload)))
+        return replies or self.door.keepalive(key)
 
     def on_directory_change(self, change) -> None:
         """Directory subscriber (called on the loop): wake the sweeper; never starts a task itself."""
@@ -197,12 +246,18 @@ class RelayDaemon:
                 if s.metrics_port:
                     from shadowmesh_client.relay.metrics import RelayCollector
 
-                    self.metrics_server = start_metrics_server(s.metrics_port, RelayCollector(self.usage))
+                    extra = [RelayCollector(self.usage)] if self.metrics_per_device else []
+                    self.published.snapshot = self.figures.build()
+                    self.metrics_server = start_metrics_server(
+                        s.metrics_port, SnapshotCollector(self.published, DIRECTORY + RELAY), self.metrics_host,
+                        published=self.published, extra=extra)
                 log.info("relay %s listening on %s", self.identity.public_key.hex()[:16], s.listen)
                 self.write_status()
+                await self._start_api()
                 await self._supervise(stop)
             finally:
                 unsubscribe()
+                await self._close_api()   # after _supervise awaited its sampler task
                 await self.server.close()   # awaits its link handlers, writers and LOCAL replies
                 self._account()
         finally:
@@ -213,6 +268,8 @@ class RelayDaemon:
                 await self._stop_metrics()
                 if self.server is not None:
                     self.write_status(stopped=True)
+                if self._floor_file is not None:
+                    self._floor_file.close()
                 self.ds.close()
 
     async def _supervise(self, stop: asyncio.Event) -> None:
@@ -220,8 +277,12 @@ class RelayDaemon:
         raise the failure, if any (a task that returns on its own is a failure too)."""
         loop = asyncio.get_running_loop()
         jobs = {"directory": self.ds.run(), "sweeper": self._sweeper()}
+        if self.api is not None:
+            jobs["api"] = self.api.run()
         if self.billing is not None:
             jobs["billing"] = self._biller()
+        if self.metrics_server is not None:
+            jobs["metrics"] = publish_forever(self.figures.build, self.published)
         tasks = {loop.create_task(job, name=f"relay-{name}"): name for name, job in jobs.items()}
         stopper = loop.create_task(stop.wait(), name="relay-stop")
         try:
@@ -238,6 +299,22 @@ class RelayDaemon:
                 log.error("relay task %s failed: %s: %s", name, type(exc).__name__, exc)
                 raise exc
             raise RuntimeError(f"relay task {name} ended on its own")
+
+    async def _start_api(self) -> None:
+        """The local API (api/server.py) when ``settings.api`` is set; its sampler runs under _supervise."""
+        if self.settings.api is None:
+            return
+        from shadowmesh_client.api.server import ApiServer
+        from shadowmesh_client.api.views import RelayView
+
+        api = ApiServer(self.settings.api, RelayView(self))
+        if await api.start():
+            self.api = api
+
+    async def _close_api(self) -> None:
+        api, self.api = self.api, None
+        if api is not None:
+            await api.close()
 
     async def _stop_metrics(self) -> None:
         server, self.metrics_server = self.metrics_server, None

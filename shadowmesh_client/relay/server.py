@@ -29,8 +29,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from shadowmesh_client.protocol.cookie import CLOSE_COOKIE
 from shadowmesh_client.relay import Forwarded, Local, RelayConfig, RelayCore, encode_local
 from shadowmesh_client.relay.envelope import KEY_BYTES
+from shadowmesh_client.relay.guard import Challenge
 from shadowmesh_client.transport.base import CLOSE_REPLACED, CLOSE_REVOKED, Link, Server, Transport
 from shadowmesh_client.transport.config import ServerConfig
 from shadowmesh_client.transport.errors import LinkClosedError
@@ -38,7 +40,8 @@ from shadowmesh_client.transport.errors import LinkClosedError
 log = logging.getLogger(__name__)
 
 RelayAuthResult = tuple[bytes | Sequence[bytes], bytes]
-RelayAuthenticate = Callable[[bytes], Awaitable[RelayAuthResult | None] | RelayAuthResult | None]
+RelayAuthenticate = Callable[..., Awaitable[RelayAuthResult | Challenge | None] | RelayAuthResult | Challenge | None]
+"""``authenticate(hello[, source]) -> (response frame(s), device key) | Challenge | None``."""
 # on_local(device_key, frame) -> frames to send back to that device (each wrapped in a LOCAL envelope)
 Replies = Sequence[bytes | bytearray]
 OnLocal = Callable[[bytes, Any], Awaitable[Replies] | Awaitable[Replies | None] | Replies | None]
@@ -59,6 +62,9 @@ class RelayServer:
                  transport: Transport | None = None) -> None:
         self.core = RelayCore(relay_config)
         self._authenticate = authenticate
+        # ``authenticate(hello, source)`` when the hook takes the initiator's address (relay/guard.py);
+        # the transport passes ``source`` to ``_auth`` when it knows it.
+        self._with_source = _takes_source(authenticate)
         self._on_local = on_local
         self._clock = clock
         self._writers: dict[bytes, asyncio.Task] = {}
@@ -96,6 +102,10 @@ class RelayServer:
     def port(self) -> int:
         return self._server.port
 
+    def now(self) -> float:
+        """The core's clock (seconds): what ``core.on_message`` and ``core.block`` are given."""
+        return self._clock()
+
     @property
     def url(self) -> str:
         return self._server.url
@@ -118,12 +128,14 @@ class RelayServer:
         return True
 
     # ---- per link ---------------------------------------------------------------------------------
-    async def _auth(self, hello: bytes) -> tuple[list[bytes], bytes] | None:
-        result = self._authenticate(hello)
+    async def _auth(self, hello: bytes, source: object = None) -> tuple[list[bytes], bytes | Challenge] | None:
+        result = self._authenticate(hello, source) if self._with_source else self._authenticate(hello)  # type: ignore[call-arg]
         if inspect.isawaitable(result):
             result = await result
         if result is None:
             return None
+        if isinstance(result, Challenge):   # under load, no valid cookie: the cookie reply, then close
+            return [encode_local(result.reply)], result
         response, key = result
         if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
             raise TypeError("relay authenticate must return the device's 32-byte Ed25519 public key")
@@ -131,6 +143,9 @@ class RelayServer:
         return [encode_local(f) for f in frames if len(f)], bytes(key)
 
     async def _on_link(self, link: Link) -> None:
+        if isinstance(link.peer, Challenge):   # the cookie reply went out with the upgrade: nothing more
+            await link.close(CLOSE_COOKIE, "")
+            return
         key: bytes = link.peer
         old = self.core.attach(key, link, self._clock())
         if old is not None:
@@ -229,6 +244,13 @@ class RelayServer:
         task = asyncio.get_running_loop().create_task(link.close(code, ""))
         self._closers.add(task)
         task.add_done_callback(self._closers.discard)
+
+
+def _takes_source(hook: Callable) -> bool:
+    try:
+        return "source" in inspect.signature(hook).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 async def _wait_for(task: asyncio.Task[None]) -> None:

@@ -12,11 +12,13 @@ May import: relay (pure core), daemon_common (shared link limits). Nothing with 
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from shadowmesh_client.api.settings import ApiSettings
 from shadowmesh_client.daemon_common import LINK_MAX_MESSAGE_BYTES, node_link_limits
 from shadowmesh_client.relay.core import RelayConfig
+from shadowmesh_client.relay.guard import GuardConfig
 from shadowmesh_client.transport.config import LinkLimits
 
 if TYPE_CHECKING:  # billing imports web3 (through rewards.onchain): only for the annotation
@@ -69,6 +71,10 @@ class RelaySettings:
     metrics_port: int | None = None
     directory_interval: float = DIRECTORY_INTERVAL   # seconds
     payments: BillingSettings | None = None  # None: no receipts, no gating
+    state_dir: str | None = None                 # handshake floors (relay/floors.py); None: in memory only
+    handshake_guard: GuardConfig | None = field(default_factory=GuardConfig)   # None: no flood guard
+    messages_per_second: float | None = 20_000.0   # per device (messages, fragments' sum); None: no limit
+    api: ApiSettings | None = None               # local API + dashboard (api/); None: off (the CLI turns it on)
 
 
 def relay_link_limits() -> LinkLimits:
@@ -79,7 +85,9 @@ def relay_link_limits() -> LinkLimits:
 def relay_core_config(settings: RelaySettings) -> RelayConfig:
     """The RelayCore configuration (rate limit, queue bound, burst) for ``settings``."""
     return RelayConfig(rate_bytes_per_second=settings.rate_bytes_per_second,
-                       queue_max_bytes=settings.queue_max_bytes, burst_bytes=BURST_BYTES)
+                       queue_max_bytes=settings.queue_max_bytes, burst_bytes=BURST_BYTES,
+                       messages_per_second=settings.messages_per_second,
+                       burst_messages=int(settings.messages_per_second or 1))
 
 
 def tune_gc() -> None:

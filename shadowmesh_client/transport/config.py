@@ -28,6 +28,8 @@ DEFAULT_HELLO_COOKIE = "sid"         # cookie that carries the hello (base64url,
 DEFAULT_HEADER_TIMEOUT = 60.0       # seconds: nginx's client_header_timeout / client_body_timeout
 DEFAULT_KEEPALIVE_TIMEOUT = 65.0    # seconds: nginx's keepalive_timeout (idle decoy connection)
 DEFAULT_REFUSAL_FLOOR = 0.005       # seconds: every refused hello on the secret path is answered no sooner
+DEFAULT_MAX_PREAUTH_PER_SOURCE = 256   # connections: pre-authentication, per source address (IPv6: per /64)
+DEFAULT_MAX_PREAUTH_TOTAL = 4_096      # connections: pre-authentication, all sources (nginx: worker_connections)
 DEFAULT_USER_AGENT = (               # what a browser would send; the library default is a fingerprint
     "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 )
@@ -101,8 +103,18 @@ class ServerConfig:
     # constant-time refusal: a failed hello is answered ``refusal_floor`` seconds after its request was
     # read (or when authenticate() returns, if later), so the hook's cost does not tell keys apart
     refusal_floor: float = DEFAULT_REFUSAL_FLOOR
+    # pre-authentication bounds (issue 12 "Slowloris"): connections counted from accept until the
+    # upgrade or the close (authenticated links are not counted). Over the total, the oldest idle ones
+    # (no byte of a request yet, or idle keep-alive) are closed first as nginx does when it runs out of
+    # worker_connections; a new connection over either cap is closed at once. Behind a CDN or proxy
+    # every client shares its addresses: raise max_preauth_per_source to max_preauth_total there.
+    max_preauth_per_source: int = DEFAULT_MAX_PREAUTH_PER_SOURCE
+    max_preauth_total: int = DEFAULT_MAX_PREAUTH_TOTAL
 
     def __post_init__(self) -> None:
+        if not 1 <= self.max_preauth_per_source <= self.max_preauth_total:
+            raise TransportConfigError("transport.max_preauth_per_source must be at least 1 connection and at "
+                                       "most transport.max_preauth_total")
         if not self.path.startswith("/") or any(c in self.path for c in "?# \r\n"):
             raise TransportConfigError(
                 f"transport.path must be an absolute URL path without query, e.g. {PATH_PREFIX}<random>")

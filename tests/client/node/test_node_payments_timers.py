@@ -41,10 +41,14 @@ def test_receipts_are_signed_for_relayed_traffic_and_acks_are_applied():
             await wait_for(lambda: pay.status()["relays"].get(issuer, {}).get("signed", 0) >= 5_000, 5, "a receipt")
             assert pay.sent >= 1 and a.daemon.status()["payments"]["receipts_sent"] >= 1
             signed = pay.pay.issuers[relay.key].signed
-            # The relay acknowledges it (a LOCAL control message on the relay link, handled in a task).
+            # The relay acknowledges it (a control message sealed in the device-relay session, in a LOCAL
+            # envelope, handled in a task). The same ack in the clear is refused (issue 12).
             client = a.daemon.table.relays[relay.key]
             ack = AckMessage(pay.pay.payer, a.device.device_id, signed, signed)
             client._deliver(client.link, encode_local(ack.encode()))
+            assert client.cleartext_refused == 1
+            sealed = relay.daemon.door.seal(a.key, [ack.encode()])
+            client._deliver(client.link, encode_local(sealed[0]))
             await wait_for(lambda: pay.status()["relays"][issuer]["acked"] == signed, 2, "ack applied")
         finally:
             await mesh.stop()
