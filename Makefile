@@ -15,9 +15,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-DEBIAN_PACKAGES := iproute2 iptables nftables iperf3 iputils-ping ethtool wireguard-tools wireguard-go nginx-light openssl tcpdump
+DEBIAN_PACKAGES := iproute2 iptables nftables iperf3 iputils-ping ethtool wireguard-tools wireguard-go nginx-light openssl tcpdump \
+                   chromium  # chromium: the dashboard's browser test (tests/e2e/test_dashboard.py, driven by Playwright)
 
-.PHONY: help setup venv npm debs compile test lint coverage test-contracts test-client test-e2e slither gas bench demo anvil chain chain-stop deploy lock clean
+.PHONY: help setup venv npm debs compile test lint coverage test-contracts test-client test-e2e slither gas bench demo anvil chain chain-stop deploy lock clean extension
 
 # `make chain`: the local chain of docs/quickstart.md. CHAIN_DIR holds its pid file, log, deployment record and
 # the dev owner's keystore; CHAIN_PORT its port (tests use a free one).
@@ -29,7 +30,7 @@ help: ## list the targets
 	@echo "ShadowMesh — make targets:"
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-setup: venv npm debs ## install everything (virtualenv, npm packages, Debian packages when root)
+setup: venv npm extension debs ## install everything (virtualenv, npm packages, Debian packages when root)
 
 venv: $(VENV)/.installed ## the Python virtualenv, from requirements.lock
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -70,8 +71,16 @@ coverage: venv npm ## client tests with line and branch coverage of node/, relay
 test-contracts: venv npm ## contract tests on Ape's local EVM
 	$(APE) test tests/contracts
 
-test-client: venv npm ## client unit and integration tests (no root needed)
+test-client: venv npm extension ## client unit and integration tests (no root needed; includes the VS Code extension's)
 	$(PYTEST) tests/client -p no:ape_test
+
+# The VS Code extension (vscode-extension/, its own package-lock.json): build with tsc, unit tests with node's
+# test runner, and a .vsix with @vscode/vsce (works offline). Its integration test runs from test-client.
+extension: vscode-extension/out/.tested ## build, unit-test and package the VS Code extension
+vscode-extension/out/.tested: vscode-extension/package.json vscode-extension/package-lock.json $(wildcard vscode-extension/src/*.ts vscode-extension/test/*/*.ts)
+	cd vscode-extension && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build && npm test --silent \
+	  && npm run --silent package
+	touch $@
 
 test-e2e: setup ## end-to-end tests: anvil, namespaces, TUN (root)
 	$(PYTEST) tests/e2e -p no:ape_test

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import click
 
-from shadowmesh_client.cli import dev, device, mesh, network, payments
+from shadowmesh_client.cli import dev, device, doctor, mesh, network, payments
 from shadowmesh_client.cli.common import TIMEOUT_ENV, ErrorsAsMessages, State
 
 
@@ -40,7 +40,7 @@ def main(ctx: click.Context, config_path, passphrase_file, owner_password_file, 
     ctx.obj = State(config_path, passphrase_file, owner_password_file, timeout)
 
 
-for _module in (device, network, mesh, payments, dev):
+for _module in (device, network, mesh, payments, dev, doctor):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

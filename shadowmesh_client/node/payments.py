@@ -133,7 +133,7 @@ class NodePayments:
         for key, payload in out:
             client = relays.get(key)
             link = client.link if client is not None else None
-            if link is None or not client.ready:
+            if client is None or link is None or not client.ready:
                 self.send_failed += 1   # the next receipt is cumulative: nothing is lost but time
                 continue
             try:

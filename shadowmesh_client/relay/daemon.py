@@ -14,8 +14,10 @@ its module; this one only wires them and owns the tasks:
 * relay/settings.py: settings, tick lengths, link limits;
 * relay/guard.py + relay/floors.py (issue 12): the door's flood guard (per-source rate, cookies under
   load) and the handshake floors persisted in ``settings.state_dir`` (replays refused after a restart);
-* relay/control.py: control messages (payments, BLOCK) travel sealed in the device-relay session; a bare
-  one (the old cleartext form) is refused (``cleartext_refused``).
+* relay/control.py: control messages (payments, BLOCK) travel sealed in the device-relay session and are
+  answered sealed. A bare payments message (the cleartext form of devices before issue 12) is still
+  served, in the clear, while ``settings.accept_cleartext_control`` (counted ``cleartext_control``; turn
+  it off once every device is upgraded); anything else bare is refused (``cleartext_refused``).
 
 Trust sweeps: a directory change only sets an Event; the ONE sweeper task waits on it (or at most
 ``SWEEP_SECONDS``), disconnects devices no longer trusted (close code 4001: revoked, suspended, expired)
@@ -90,7 +92,8 @@ class RelayDaemon:
         self.floors, self._floor_file = open_floors(settings.state_dir, time.time())
         self.door = Door(identity, self.trust, self.protocol, floors=self.floors,
                          guard=settings.handshake_guard if settings.handshake_guard is not None else False)
-        self.cleartext_refused = 0         # LOCAL control messages in the clear (refused)
+        self.cleartext_refused = 0         # LOCAL control messages in the clear, refused
+        self.cleartext_control = 0         # ... accepted from an old device (settings.accept_cleartext_control)
         self.blocks = 0                    # BLOCK requests applied
         self.usage = UsageBook()
         self.disconnected = 0              # devices disconnected by a sweep (no longer trusted)
@@ -147,7 +150,11 @@ class RelayDaemon:
         """A LOCAL frame of ``key``'s device-relay session: protocol answers, and its sealed control
         messages (relay/control.py): BLOCK applied to the core, payments to billing (awaited by
         RelayServer; acks sealed after the ledger commit)."""
-        if is_bare_control(frame):
+        if is_bare_control(frame):   # the old cleartext form (devices before issue 12)
+            if self.billing is not None and is_control(frame) and self.settings.accept_cleartext_control:
+                self.cleartext_control += 1
+                self._account()
+                return self.billing.on_control(key, bytes(frame))   # answered in the clear, as it asked
             self.cleartext_refused += 1
             return None
         opened = self.door.open(key, frame)

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from shadowmesh_client.protocol.cookie import CLOSE_COOKIE
-from shadowmesh_client.relay import Forwarded, Local, RelayConfig, RelayCore, encode_local
+from shadowmesh_client.relay import Dropped, DropReason, Forwarded, Local, RelayConfig, RelayCore, encode_local
 from shadowmesh_client.relay.envelope import KEY_BYTES
 from shadowmesh_client.relay.guard import Challenge
 from shadowmesh_client.transport.base import CLOSE_REPLACED, CLOSE_REVOKED, Link, Server, Transport
@@ -47,6 +47,8 @@ Replies = Sequence[bytes | bytearray]
 OnLocal = Callable[[bytes, Any], Awaitable[Replies] | Awaitable[Replies | None] | Replies | None]
 
 MAX_LOCAL_IN_FLIGHT = 8  # per link: awaitable on_local replies pending before the reader waits (backpressure)
+RATE_PAUSE_SECONDS = 0.05
+"""Seconds a link's reader stops after a message over the device's message rate (RelayConfig)."""
 
 
 async def _ready(value):
@@ -70,6 +72,7 @@ class RelayServer:
         self._writers: dict[bytes, asyncio.Task] = {}
         self._closers: set[asyncio.Task] = set()
         self._repliers: dict[Link, list[asyncio.Task]] = {}   # per link: LOCAL replies in flight, in order
+        self.rate_pauses = 0   # reader pauses of links over their message rate
         if transport is None:
             from shadowmesh_client.transport.ws import WebSocketTransport
 
@@ -129,7 +132,7 @@ class RelayServer:
 
     # ---- per link ---------------------------------------------------------------------------------
     async def _auth(self, hello: bytes, source: object = None) -> tuple[list[bytes], bytes | Challenge] | None:
-        result = self._authenticate(hello, source) if self._with_source else self._authenticate(hello)  # type: ignore[call-arg]
+        result = self._authenticate(hello, source) if self._with_source else self._authenticate(hello)
         if inspect.isawaitable(result):
             result = await result
         if result is None:
@@ -162,6 +165,11 @@ class RelayServer:
                     pending = self._local(link, key, result.frame)
                     if pending is not None:
                         await pending
+                elif type(result) is Dropped and result.reason is DropReason.MESSAGE_RATE:
+                    # Over its message rate: stop reading this link for a moment, so the excess waits in
+                    # the kernel (TCP backpressure), not in our CPU: the device's share, not everyone's.
+                    self.rate_pauses += 1
+                    await asyncio.sleep(RATE_PAUSE_SECONDS)
         except LinkClosedError:
             pass
         finally:

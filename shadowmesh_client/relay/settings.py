@@ -74,6 +74,7 @@ class RelaySettings:
     state_dir: str | None = None                 # handshake floors (relay/floors.py); None: in memory only
     handshake_guard: GuardConfig | None = field(default_factory=GuardConfig)   # None: no flood guard
     messages_per_second: float | None = 20_000.0   # per device (messages, fragments' sum); None: no limit
+    accept_cleartext_control: bool = True        # serve old devices' bare payments messages (in the clear)
     api: ApiSettings | None = None               # local API + dashboard (api/); None: off (the CLI turns it on)
 
 

@@ -223,11 +223,20 @@ class HttpConnection:
     "body") names the nginx timeout that applies while the connection is silent; on expiry the caller
     closes it without a word. ``plain_on_tls``: this is the TLS port and the client spoke plain HTTP
     (every complete request then gets nginx's 497 page).
+
+    Bounds: ``buffer`` holds at most one incomplete head (a request line over HEADER_LINE_MAX_BYTES or a
+    head over HEADER_TOTAL_MAX_BYTES is refused, as nginx's 1 KiB + 4 x 8 KiB header buffers refuse it)
+    plus what one read brought. ``reply_budget`` (bytes, None: unbounded) stops answering pipelined
+    requests once the replies of one call reach it: ``stalled`` is then True, the rest of the buffer is
+    untouched, and ``resume()`` goes on (the caller stops reading meanwhile, as nginx does not read the
+    next pipelined request before the previous answer is written).
     """
 
-    def __init__(self, site: Site, is_candidate=None) -> None:
+    def __init__(self, site: Site, is_candidate=None, reply_budget: int | None = None) -> None:
         self.site = site
         self._is_candidate = is_candidate
+        self.reply_budget = reply_budget
+        self.stalled = False
         self.buffer = bytearray()
         self.upgrade: Request | None = None
         self.closed = False
@@ -242,8 +251,19 @@ class HttpConnection:
             return "body"
         return "keepalive" if self._idle and not self.buffer and self.requests else "header"
 
+    @property
+    def reusable(self) -> bool:
+        """No byte of a request is pending: nginx's "reusable" connection (waiting for a first request,
+        or idle keep-alive), the kind it closes first when it runs out of connections."""
+        return (self._idle and not self.buffer and self._discard is None and self.upgrade is None
+                and not self.closed)
+
     def receive(self, data: bytes) -> list[Reply]:
         self.buffer += data
+        return self._run()
+
+    def resume(self) -> list[Reply]:
+        """Go on after ``stalled``: answer the next requests already in the buffer."""
         return self._run()
 
     def refuse(self) -> list[Reply]:
@@ -257,7 +277,12 @@ class HttpConnection:
 
     def _run(self) -> list[Reply]:
         replies: list[Reply] = []
+        self.stalled = False
+        produced = 0
         while not self.closed and self.upgrade is None:
+            if self.reply_budget is not None and produced >= self.reply_budget and self.buffer:
+                self.stalled = True
+                break
             if self._discard is not None:
                 try:
                     done = self._discard.feed(self.buffer)
@@ -283,7 +308,9 @@ class HttpConnection:
             if self._is_candidate is not None and self._is_candidate(request):
                 self.upgrade = request
                 break
-            replies += self._respond(request)
+            answered = self._respond(request)
+            produced += sum(len(reply.data) for reply in answered)
+            replies += answered
         return replies
 
     # -- head ------------------------------------------------------------------------------------

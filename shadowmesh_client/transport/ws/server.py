@@ -24,6 +24,17 @@ function; ``response`` is ``bytes`` or a list of frames (empty ones are skipped)
 the relay: the authenticated 32-byte Ed25519 key). What a prober can still tell: docs/transport.md
 "Known limits of the camouflage" (the list tests/e2e/test_camouflage.py asserts).
 
+Pre-authentication bounds (issue 12 "Slowloris"; docs/transport.md "Pre-authentication limits"): a
+connection counts from accept until its hand-over to websockets or its close, per source address (IPv4
+address; IPv6 /64) and in total. A new connection over ``max_preauth_per_source`` is closed at once
+(``preauth_refused``). At ``max_preauth_total`` the server first closes up to DRAIN_BATCH of the oldest
+idle ones (no byte of a request yet, or idle keep-alive: nginx's ngx_drain_connections,
+``preauth_drained``), and closes the new one if none was idle: what nginx does when it runs out of
+worker_connections. Memory per connection before a request is complete: reads go through one scratch
+buffer per server (BufferedProtocol, READ_CHUNK_BYTES at most per read), the head buffer is bounded by
+ws/http.py's nginx limits, answers to pipelined requests stop at WRITE_HIGH_BYTES of unsent output
+(reading pauses until the client reads), and everything is dropped when the connection closes.
+
 Concurrency: every task (TLS start, authentication) is owned by the server and awaited by ``close()``;
 decoy connections are plain protocol callbacks (no task each).
 
@@ -35,6 +46,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import inspect
+import ipaddress
+import itertools
 import logging
 import os
 import socket
@@ -56,6 +69,26 @@ from shadowmesh_client.transport.ws.link import Link
 log = logging.getLogger(__name__)
 
 LINGER_S = 5.0  # seconds: nginx's lingering_timeout: after a closing answer, unread input is drained
+DRAIN_BATCH = 32  # connections: idle pre-auth connections closed at once at the total cap (nginx: 32)
+READ_CHUNK_BYTES = 16_384  # bytes: largest single read of a pre-auth connection (shared scratch buffer)
+WRITE_HIGH_BYTES = 65_536  # bytes: unsent decoy output above which reading (and answering) pauses
+
+
+def source_key(peername: Any) -> str:
+    """The address a pre-auth connection is counted under: the IPv4 address (IPv4-mapped IPv6 too), or
+    the IPv6 /64 (one subscriber usually holds a whole /64). Unknown peers share the key ``"?"``."""
+    host = peername[0] if isinstance(peername, tuple) and peername else None
+    if not isinstance(host, str):
+        return "?"
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return f"{ipaddress.IPv6Network((ip, 64), strict=False).network_address}/64"
+    return str(ip)
 
 
 class _QuietHandshakeFilter(logging.Filter):
@@ -77,7 +110,9 @@ class LinkServer:
 
     Use ``async with LinkServer(...) as server:`` or ``await start()`` / ``await close()``.
     Counters: ``decoys_served`` (requests answered with a page), ``auth_failures`` (hellos refused),
-    ``links_opened``. ``links`` is the set of open links.
+    ``links_opened``, ``preauth_refused`` (connections closed at accept: over a pre-auth cap),
+    ``preauth_drained`` (idle pre-auth connections closed to make room). ``links`` is the set of open
+    links; ``preauth`` the number of pre-authentication connections, ``preauth_by_source`` per source.
     """
 
     def __init__(self, config: ServerConfig, authenticate: Authenticate, on_link: OnLink) -> None:
@@ -90,13 +125,18 @@ class LinkServer:
         self._tcp: asyncio.Server | None = None
         self._ws: Server | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._fronts: set[_Front] = set()
+        self._fronts: set[_Front] = set()                # admitted pre-auth connections
+        self._idle: dict[_Front, None] = {}               # the reusable ones among them, oldest first
+        self._per_source: dict[str, int] = {}             # source_key -> admitted pre-auth connections
+        self._scratch = memoryview(bytearray(READ_CHUNK_BYTES))  # every front reads into it (one loop)
         # authenticate()'s result between the hand-over and the handler, keyed by the connection
         self._accepted: weakref.WeakKeyDictionary[ServerConnection, AuthResult] = weakref.WeakKeyDictionary()
         self.links: set[Link] = set()
         self.decoys_served = 0
         self.auth_failures = 0
         self.links_opened = 0
+        self.preauth_refused = 0
+        self.preauth_drained = 0
 
     # ---- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,7 +179,40 @@ class LinkServer:
         scheme = "wss" if self.config.tls else "ws"
         return f"{scheme}://{self.config.host}:{self.port}{self.config.path}"
 
+    @property
+    def preauth(self) -> int:
+        return len(self._fronts)
+
+    @property
+    def preauth_by_source(self) -> dict[str, int]:
+        return dict(self._per_source)
+
     # ---- helpers for _Front -----------------------------------------------------------------------
+    def _admit(self, front: _Front, source: str) -> bool:
+        """Count ``front`` as a pre-auth connection of ``source``, or say it must be closed at once."""
+        config = self.config
+        held = self._per_source.get(source, 0)
+        if held >= config.max_preauth_per_source:
+            self.preauth_refused += 1
+            return False
+        if len(self._fronts) >= config.max_preauth_total:
+            for idle in list(itertools.islice(self._idle, DRAIN_BATCH)):  # oldest first
+                self.preauth_drained += 1
+                idle.abort()
+            if len(self._fronts) >= config.max_preauth_total:
+                self.preauth_refused += 1
+                return False
+        self._fronts.add(front)
+        self._per_source[source] = self._per_source.get(source, 0) + 1  # draining may have changed it
+        return True
+
+    def _release(self, front: _Front, source: str) -> None:
+        self._fronts.discard(front)
+        self._idle.pop(front, None)
+        held = self._per_source.pop(source) - 1
+        if held:
+            self._per_source[source] = held
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -192,55 +265,111 @@ class LinkServer:
             self.links.discard(link)
 
 
-class _Front(asyncio.Protocol):
-    """One TCP connection until it is handed to websockets: the nginx look-alike in front."""
+class _Front(asyncio.BufferedProtocol):
+    """One TCP connection until it is handed to websockets: the nginx look-alike in front.
+
+    Lives only while the connection does: ``connection_lost`` drops it from every server table and
+    frees its buffer, and nothing else keeps it (timers are cancelled, the transport lets go of it).
+    """
+
+    __slots__ = ("server", "loop", "transport", "http", "_timer", "_lingering", "_busy", "_peek_sock", "_early",
+                 "_source", "_write_paused")
 
     def __init__(self, server: LinkServer) -> None:
         self.server = server
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.http = HttpConnection(server.site, server._is_candidate)
+        self.http: HttpConnection | None = None  # created once admitted
         self._timer: asyncio.TimerHandle | None = None
         self._lingering = False
         self._busy = False           # authenticating, TLS handshake: the connection is not ours to close
         self._peek_sock: socket.socket | None = None
         self._early: list[bytes] | None = None  # TLS app data that arrived before start_tls() returned
+        self._source: str | None = None         # set while counted as a pre-auth connection
+        self._write_paused = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.server._fronts.add(self)
-        if self.server._ssl is not None and transport.get_extra_info("sslcontext") is None:
+        server = self.server
+        source = source_key(transport.get_extra_info("peername"))
+        if not server._admit(self, source):
+            transport.abort()  # nginx without a free connection: the accepted socket is closed at once
+            return
+        self._source = source
+        self.http = HttpConnection(server.site, server._is_candidate, reply_budget=WRITE_HIGH_BYTES)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_BYTES)
+        if server._ssl is not None and transport.get_extra_info("sslcontext") is None:
             transport.pause_reading()  # before asyncio registers its reader: peek at the first byte
             fd = os.dup(transport.get_extra_info("socket").fileno())
             self._peek_sock = socket.socket(fileno=fd)
             self._peek_sock.setblocking(False)
             self.loop.add_reader(fd, self._peek)
         self._arm()
+        self._reusable(True)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.server._scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.server._scratch[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
-        if self._lingering:
+        if self._lingering or self.http is None:
             return
         if self._early is not None:
             self._early.append(data)
             return
+        self._reusable(False)
         self._arm()
         self._answer(self.http.receive(data))
 
     def eof_received(self) -> bool | None:
         return None  # close: nginx closes a connection whose client half-closed while it waited
 
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._reusable(False)
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.http is not None and self.http.stalled:
+            self._continue()
+        else:
+            self._resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_peek()
         if self._timer is not None:
             self._timer.cancel()
-        self.server._fronts.discard(self)
+            self._timer = None
+        self._release()
+        self._early = None
+        if self.http is not None:
+            self.http.buffer.clear()
 
     def abort(self) -> None:
         self._stop_peek()
+        self._release()
         if self.transport is not None:
             self.transport.abort()
+
+    # -- pre-auth bookkeeping --------------------------------------------------------------------
+    def _release(self) -> None:
+        if self._source is not None:
+            self.server._release(self, self._source)
+            self._source = None
+
+    def _reusable(self, flag: bool) -> None:
+        """Mark the connection idle (closed first when the total cap is reached) or busy; an idle one
+        moves to the end of the queue (newest), as in nginx's reusable_connections_queue."""
+        idle = self.server._idle
+        idle.pop(self, None)
+        if flag and self._source is not None:
+            idle[self] = None
 
     # -- timers and writes -----------------------------------------------------------------------
     def _arm(self) -> None:
@@ -248,19 +377,20 @@ class _Front(asyncio.Protocol):
             self._timer.cancel()
         if self._lingering:
             delay = LINGER_S
-        elif self.http.waiting_for == "keepalive":
+        elif self.http is not None and self.http.waiting_for == "keepalive":
             delay = self.server.config.keepalive_timeout
         else:
             delay = self.server.config.header_timeout
         self._timer = self.loop.call_later(delay, self._timeout)
 
     def _timeout(self) -> None:
+        self._timer = None
         if not self._busy and self.transport is not None:
             self.transport.close()  # nginx: no answer on a timeout (it logs 408), just FIN
 
     def _answer(self, replies: list[Reply]) -> None:
-        transport = self.transport
-        assert transport is not None
+        transport, http = self.transport, self.http
+        assert transport is not None and http is not None
         for reply in replies:
             if reply.data:
                 self.server.decoys_served += 1
@@ -268,12 +398,32 @@ class _Front(asyncio.Protocol):
             if reply.close:
                 self._close_after_answer(reply.fin)
                 return
-        if self.http.upgrade is not None:
+        if http.upgrade is not None:
             transport.pause_reading()
             self._busy = True
-            self.server._spawn(self._authenticate(self.http.upgrade, self.loop.time()))
+            self.server._spawn(self._authenticate(http.upgrade, self.loop.time()))
+        elif http.stalled:
+            transport.pause_reading()  # pipelined requests wait until the answers so far are sent
+            if not self._write_paused:
+                self.loop.call_soon(self._continue)
         else:
             self._arm()
+            self._reusable(http.reusable and not self._write_paused)
+            self._resume_reading()
+
+    def _continue(self) -> None:
+        if self.transport is None or self.transport.is_closing() or self.http is None or self._write_paused:
+            return
+        self._answer(self.http.resume())
+
+    def _resume_reading(self) -> None:
+        """Read again unless something still holds reading paused."""
+        http, transport = self.http, self.transport
+        if (transport is None or transport.is_closing() or http is None or self._busy or self._write_paused
+                or http.stalled or http.upgrade is not None or self._peek_sock is not None
+                or self._early is not None):
+            return
+        transport.resume_reading()
 
     def _close_after_answer(self, fin: bool) -> None:
         """nginx's lingering close: FIN (unless nginx still waits for a request body: ``fin`` False),
@@ -281,6 +431,9 @@ class _Front(asyncio.Protocol):
         read sees the answer and a FIN, not a reset."""
         transport = self.transport
         assert transport is not None
+        self._reusable(False)
+        if self.http is not None:
+            self.http.buffer.clear()  # nothing more will be parsed
         if fin and not transport.can_write_eof():
             transport.close()
             return
@@ -288,6 +441,7 @@ class _Front(asyncio.Protocol):
             transport.write_eof()
         self._lingering = True
         self._arm()
+        transport.resume_reading()  # drain even if the answers above paused it
 
     # -- the hello -------------------------------------------------------------------------------
     async def _authenticate(self, request: Request, started: float) -> None:
@@ -305,10 +459,13 @@ class _Front(asyncio.Protocol):
                     log.debug("authenticate hook raised %s; answering with a decoy", type(exc).__name__)
                     result = None
             if result is not None and not transport.is_closing():
-                self.server._fronts.discard(self)
+                self._release()  # from here on an authenticated link, not counted
                 if self._timer is not None:
                     self._timer.cancel()
-                server._hand_over(transport, request.raw + bytes(self.http.buffer), result)
+                    self._timer = None
+                http, self.http = self.http, None
+                assert http is not None
+                server._hand_over(transport, request.raw + bytes(http.buffer), result)
                 return
             if hello is not None:
                 server.auth_failures += 1
@@ -318,11 +475,9 @@ class _Front(asyncio.Protocol):
                 await asyncio.sleep(delay)
         finally:
             self._busy = False
-        if transport.is_closing():
+        if transport.is_closing() or self.http is None:
             return
         self._answer(self.http.refuse())
-        if not transport.is_closing():
-            transport.resume_reading()
 
     # -- TLS detection (nginx's ngx_http_ssl_handshake peeks at the first byte) ------------------
     def _peek(self) -> None:
@@ -340,12 +495,13 @@ class _Front(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         sock.close()
+        self._reusable(False)  # a byte arrived: no longer idle (nginx: ngx_http_ssl_handshake)
         if first and (first[0] == 0x16 or first[0] & 0x80):
             self._busy = True
             self._early = []
             self.server._spawn(self._start_tls())
             return
-        if not first:
+        if not first or self.http is None:
             transport.close()
         else:
             self.http.plain_on_tls = True
@@ -366,7 +522,7 @@ class _Front(asyncio.Protocol):
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             # asyncio aborts without flushing the alert OpenSSL may have queued (known limit)
             log.debug("TLS handshake failed: %s", type(exc).__name__)
-            transport.abort()
+            self.abort()
             return
         finally:
             self._busy = False
@@ -375,6 +531,10 @@ class _Front(asyncio.Protocol):
             return
         assert isinstance(tls, asyncio.Transport)
         self.transport = tls
+        tls.set_write_buffer_limits(high=WRITE_HIGH_BYTES)
         self._arm()
         if early:
             self.data_received(b"".join(early))
+        else:
+            self._reusable(True)  # nginx: idle again until the first request byte
+            self._resume_reading()

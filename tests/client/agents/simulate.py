@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
 from dataclasses import dataclass, field
 
 from shadowmesh_client.agents.auditor import SecurityAuditor, Signals

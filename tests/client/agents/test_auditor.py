@@ -67,8 +67,9 @@ def test_evaluation_every_injected_attack_found_and_no_false_positive():
         delays += [a.found_at - a.start for a in attacks if a.found_at is not None]
     _, _, false_10min = simulate(600, [], seed=7)
     _, _, false_24h = simulate(24 * 3600, [], seed=8)
-    print(f"\nauditor: recall {min(recall):.2f}..{max(recall):.2f}, precision {min(precision):.2f}..{max(precision):.2f}"
-          f" over 3 x 2 h with 20 attacks each; median detection delay {median(delays):.0f} s "
+    print(f"\nauditor: recall {min(recall):.2f}..{max(recall):.2f}, "
+          f"precision {min(precision):.2f}..{max(precision):.2f} over 3 x 2 h with 20 attacks each; "
+          f"median detection delay {median(delays):.0f} s "
           f"(max {max(delays):.0f} s); clean 10 min: {len(false_10min)} false positives; clean 24 h: "
           f"{len(false_24h)} ({len(false_24h) / 24:.2f}/h)")
     assert min(recall) == 1.0                       # every injected attack found

@@ -65,7 +65,7 @@ def test_receipt_altered_by_relay_is_rejected_by_contract_and_ledger(chain_env, 
     p = setup_parties(chain_env, deposit=SMT, price=PRICE)
     honest = signed(chain_env, p, 5000)
     forged = honest.with_receipt(cumulative_bytes=50_000)  # the relay inflates the byte count
-    with pytest.raises(ChainError, match="ShadowMeshTokenInvalidSigner"):
+    with pytest.raises(ChainError, match="may not sign receipts for"):
         chain_env.chain.transact(p.relay, chain_env.token.functions.claim(forged.as_contract_tuple()))
     assert chain_env.token.functions.paidBytes(p.payer.address, p.device_id, p.relay.address).call() == 0
 

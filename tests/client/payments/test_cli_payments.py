@@ -56,7 +56,7 @@ def test_device_owner_deposits_checks_balance_and_withdraws_after_notice(chain_e
     err = run(config, "withdraw", ok=False)
     assert err.output.startswith("error: no withdrawal is pending") and "Traceback" not in err.output
     assert "error:" in run(config, "deposit", "1.0000000000000000001", ok=False).output  # 19 decimals
-    assert "error: the account holds fewer SMT" in run(config, "deposit", "100", ok=False).output
+    assert "cannot deposit 100 SMT" in run(config, "deposit", "100", ok=False).output  # checked before any tx
 
     hot = Account.create().address
     assert "may sign receipts" in run(config, "authorize-signer", hot).output
