@@ -15,10 +15,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+# prometheus: promtool check/test rules (make ops-check) and the real Prometheus of tests/e2e/test_observability.py
 DEBIAN_PACKAGES := iproute2 iptables nftables iperf3 iputils-ping ethtool wireguard-tools wireguard-go nginx-light openssl tcpdump \
+                   prometheus \
                    chromium  # chromium: the dashboard's browser test (tests/e2e/test_dashboard.py, driven by Playwright)
 
-.PHONY: help setup venv npm debs compile test lint coverage test-contracts test-client test-e2e slither gas bench demo anvil chain chain-stop deploy lock clean extension
+.PHONY: help setup venv npm debs compile test lint ops-venv ops-check coverage test-contracts test-client test-e2e slither gas bench demo anvil chain chain-stop deploy lock clean extension
 
 # `make chain`: the local chain of docs/quickstart.md. CHAIN_DIR holds its pid file, log, deployment record and
 # the dev owner's keystore; CHAIN_PORT its port (tests use a free one).
@@ -56,7 +58,7 @@ compile: venv npm ## compile the contracts (ape + solcjs)
 	$(APE) compile
 
 test: setup compile ## run every test: lint, contracts, Slither, client, end-to-end
-	$(MAKE) --no-print-directory lint test-contracts slither test-client test-e2e
+	$(MAKE) --no-print-directory lint ops-check test-contracts slither test-client test-e2e
 
 LINT_PATHS := shadowmesh_client lab bench tests scripts tools
 
@@ -84,6 +86,20 @@ vscode-extension/out/.tested: vscode-extension/package.json vscode-extension/pac
 
 test-e2e: setup ## end-to-end tests: anvil, namespaces, TUN (root)
 	$(PYTEST) tests/e2e -p no:ape_test
+
+OPS_VENV := .venv-ops
+
+ops-venv: $(OPS_VENV)/.installed ## checkov in a virtualenv of its own (deploy/requirements-ops.lock says why)
+$(OPS_VENV)/.installed: deploy/requirements-ops.lock
+	test -x $(OPS_VENV)/bin/python || python3 -m venv $(OPS_VENV)
+	$(OPS_VENV)/bin/pip install -q -r deploy/requirements-ops.lock
+	touch $@
+
+ops-check: venv ops-venv debs ## deploy/ offline: promtool check + unit tests of the alert rules, checkov, manifests, Terraform
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.yml
+	$(OPS_VENV)/bin/checkov -d deploy --framework terraform kubernetes dockerfile --skip-download --compact --quiet
+	$(PYTEST) tests/client/ops/test_deploy.py tests/client/ops/test_rules.py -p no:ape_test -q
 
 slither: venv npm ## static analysis of the contracts
 	$(PY) tools/run_slither.py
