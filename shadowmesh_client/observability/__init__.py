@@ -6,7 +6,8 @@ Spec "Monitoring and Observability"; issue 13 "Observability". One module per jo
   ``_bytes``/``_seconds`` units, no per-device label);
 * ``snapshot.py``: the immutable ``Snapshot`` the event loop publishes and the collector that serves it on
   prometheus_client's HTTP thread (``SnapshotCollector``), plus the publishing task;
-* ``node.py`` / ``relay.py``: what the ``up`` and ``relay`` daemons' snapshots contain (built on the loop);
+* ``figures.py``: what the ``up`` and ``relay`` daemons' snapshots contain (``NodeFigures``,
+  ``RelayFigures``; built on the loop);
 * ``rpc.py``: the chain RPC counter and tracer (``JsonRpc.watch``), thread-safe;
 * ``http.py``: the metrics port: ``/metrics``, ``/healthz`` (ready: directory synced), ``/livez``;
 * ``logs.py``: ``--log-format json`` (spec levels DEBUG, INFO, WARN, ERROR, FATAL) and secret redaction;

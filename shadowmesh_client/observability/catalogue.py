@@ -104,8 +104,8 @@ CLAIM = (
     _m("shadowmesh_claim_transactions", "counter", "Claim transactions sent by `shadowmesh-client claim`",
        result=("succeeded", "failed")),
 )
-"""Written by a one-shot ``claim`` run as a textfile (observability/textfile.py) for node_exporter's
-textfile collector: a command that exits cannot be scraped."""
+"""For a one-shot ``claim`` run, as a textfile for node_exporter's textfile collector (a command that exits
+cannot be scraped). Not written yet: docs/observability.md "Gaps"."""
 
 ALL = DIRECTORY + NODE + RELAY + CLAIM
 BY_NAME = {m.name: m for m in ALL}

@@ -6,7 +6,7 @@ memory), not the process-global REGISTRY. The handlers run on that server's thre
 ``published.snapshot`` (observability/snapshot.py), never the loop's objects.
 
 * ``/healthz``: 200 ``ready`` while the latest snapshot says ready (the daemon serves and its directory
-  synced within its freshness bound: see node.py / relay.py ``READY_LAG_SECONDS``), else 503. Kubernetes'
+  synced within its freshness bound: figures.py ``READY_LAG_SECONDS``), else 503. Kubernetes'
   readinessProbe; a load balancer stops sending devices to a relay whose trust view is stale.
 * ``/livez``: 200 while the event loop published a snapshot in the last ``LIVE_SECONDS``, else 503
   (a wedged loop): livenessProbe.

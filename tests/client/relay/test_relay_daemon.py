@@ -4,6 +4,7 @@ drops, status, metrics, and the task/shutdown discipline (review defects of the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import socket
 import time
@@ -185,7 +186,8 @@ def free_port() -> int:
 
 async def test_metrics_server_serves_own_registry_and_is_shut_down_on_exit():
     port = free_port()
-    async with relay_lab(RelaySettings(metrics_port=port)) as lab:
+    per_device = functools.partial(RelayDaemon, metrics_per_device=True)  # opt-in: high cardinality
+    async with relay_lab(RelaySettings(metrics_port=port), daemon_cls=per_device) as lab:
         a, b = lab.device(), lab.device()
         lab.registry.sync()
         await a.connect()

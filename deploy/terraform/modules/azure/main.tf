@@ -184,8 +184,8 @@ resource "azurerm_log_analytics_workspace" "this" {
 # ---- key vault ----------------------------------------------------------------------------------------
 resource "azurerm_key_vault" "this" {
   #checkov:skip=CKV_AZURE_189:the relays read the key over the public endpoint; access is RBAC + their managed identity
-  #checkov:skip=CKV_AZURE_109:as above: network ACLs would need a private endpoint per region
-  #checkov:skip=CKV2_AZURE_32:as above
+  #checkov:skip=CKV_AZURE_109:relays read over the public endpoint (RBAC + managed identity); ACLs need a private endpoint per region
+  #checkov:skip=CKV2_AZURE_32:no private endpoint: relays read over the public endpoint with RBAC + managed identity
   name                       = substr(replace("${var.name}kv", "-", ""), 0, 24)
   location                   = var.location
   resource_group_name        = azurerm_resource_group.this.name
