@@ -6,9 +6,11 @@ Every constant names its unit. Validation raises TransportConfigError naming the
 
 from __future__ import annotations
 
+import os
 import secrets
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from shadowmesh_client.transport.errors import TransportConfigError
@@ -33,6 +35,28 @@ DEFAULT_MAX_PREAUTH_TOTAL = 4_096      # connections: pre-authentication, all so
 DEFAULT_USER_AGENT = (               # what a browser would send; the library default is a fingerprint
     "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 )
+
+
+SITE_STAMP_FILE = "decoy-site-installed"  # in a daemon's state dir: its mtime is the decoy page's file date
+
+
+def site_mtime_for(state_dir: str | os.PathLike[str] | None) -> int | None:
+    """``ServerConfig.site_mtime`` for a daemon: the mtime (integer seconds) of ``<state_dir>/``
+    SITE_STAMP_FILE, created empty on the first start (as Debian's postinst stamps
+    index.nginx-debian.html at install time): per installation, stable across restarts, not a secret.
+    None without a state dir (LinkServer then uses the install time of the Python environment)."""
+    if state_dir is None:
+        return None
+    stamp = Path(state_dir) / SITE_STAMP_FILE
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # first start only
+        except FileExistsError:
+            pass  # keep its date (Path.touch would move it to now)
+        return int(stamp.stat().st_mtime)
+    except OSError as exc:
+        raise TransportConfigError(f"cannot create {stamp}: {exc}; check the state directory's permissions") from None
 
 
 def random_path() -> str:

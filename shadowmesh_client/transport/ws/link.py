@@ -102,7 +102,7 @@ class Link:
         ``write_limit`` (backpressure). The buffer is handed to websockets as is (no copy here).
         Raises LinkClosedError if the link is closed."""
         try:
-            await self._conn.send(message)
+            await self._conn.send(message)  # type: ignore[arg-type]  # any bytes-like is sent as binary
         except ConnectionClosed as exc:
             raise LinkClosedError(f"link closed while sending ({_describe(exc)})") from None
         self.messages_out += 1
@@ -117,7 +117,7 @@ class Link:
         conn = self._conn
         if conn.paused or conn.fragmented_send_waiter is not None or conn.protocol.state is not _OPEN:
             return False
-        conn.protocol.send_binary(message)
+        conn.protocol.send_binary(message)  # type: ignore[arg-type]  # any bytes-like (see send)
         conn.send_data()  # transport.write: socket errors are handled by asyncio (connection_lost)
         self.messages_out += 1
         self.bytes_out += len(message)
@@ -149,7 +149,7 @@ class Link:
         conn = self._conn
         old = conn.recv_messages
         direct = _DirectDelivery(self, callback)
-        conn.recv_messages = direct
+        conn.recv_messages = direct  # type: ignore[assignment]  # duck-typed Assembler (module docstring)
         pending = list(old.frames.queue)
         old.frames.queue.clear()
         for frame in pending:
@@ -324,6 +324,9 @@ def _fail(conn: Connection, code: CloseCode, reason: str) -> None:
         log.warning("link %s: %s; closing (%d)", conn.remote_address, reason, code)
         conn.protocol.fail(code, reason)
         conn.send_data()
+        # websockets arms its close deadline in data_received before events are processed, so not for
+        # this failure: cut the connection ourselves if the peer does not finish the closing handshake.
+        conn.loop.call_later(conn.close_timeout or 2.0, conn.transport.abort)
 
 
 def _describe(exc: ConnectionClosed) -> str:

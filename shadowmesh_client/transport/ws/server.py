@@ -5,7 +5,7 @@ Spec: "Network Layer", "Cloudflare Proxy Compatibility"; issue 12 "Camouflage". 
 1. (TLS configured) The first byte is peeked, as nginx does: a TLS record (0x16, or SSLv2's high bit)
    starts the TLS handshake (ALPN http/1.1); anything else is read as plain HTTP and every request then
    gets nginx's "400 The plain HTTP request was sent to HTTPS port" page.
-2. ``_Front`` (an asyncio Protocol) feeds the bytes to ``http.HttpConnection``, which answers every
+2. ``_Front`` (an asyncio BufferedProtocol) feeds the bytes to ``http.HttpConnection``, which answers every
    request like Debian's nginx 1.22 default site: pipelining, keep-alive (65 s), header/body timeouts
    (60 s), HEAD, 304, ranges, gzip, error pages. A request that could be a hello (the secret path,
    compared in constant time, and a valid RFC 6455 upgrade) stops the parser: reading pauses and

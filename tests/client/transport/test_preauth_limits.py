@@ -49,7 +49,8 @@ async def connect_from(source: str, port: int, payload: bytes = b"", rcvbuf: int
 async def flood(source: str, port: int, count: int, payload: bytes = PARTIAL) -> list[socket.socket]:
     socks: list[socket.socket] = []
     for start in range(0, count, 50):  # batches: the listen backlog is 100
-        socks += await asyncio.gather(*(connect_from(source, port, payload) for _ in range(start, min(count, start + 50))))
+        batch = range(start, min(count, start + 50))
+        socks += await asyncio.gather(*(connect_from(source, port, payload) for _ in batch))
     return socks
 
 
