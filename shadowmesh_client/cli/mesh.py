@@ -149,7 +149,7 @@ def up(state, listen, mtu, tun_name, ca_file, status_file, metrics_port, metrics
     settings = NodeSettings(
         tun_name=tun_name or cfg.tun.name, mtu=mtu, listen=listen or cfg.listen, tls_cert=tls_cert, tls_key=tls_key,
         ca_file=ca_file, relays=tuple(cfg.relays), status_file=status_file or str(cfg.state_dir / "node-status.json"),
-        api=_api_settings(state, api))
+        api=_api_settings(state, api), state_dir=str(cfg.state_dir))
     node = Node(identity, _open_source(state, settings.directory_interval, rpc_watch), settings, endpoint=cfg.endpoint,
                 payments=load_device_payments(state), rpc_watch=rpc_watch,
                 metrics=(metrics_host, metrics_port) if metrics_port else None)
@@ -183,7 +183,8 @@ def relay(state, listen, rate_limit, metrics_port, status_file, metrics_per_devi
     settings = RelaySettings(listen=listen or cfg.listen, tls_cert=tls_cert, tls_key=tls_key,
                              rate_bytes_per_second=rate_limit, metrics_port=metrics_port,
                              status_file=status_file or str(cfg.state_dir / "relay-status.json"),
-                             payments=_billing(state, BillingSettings), api=_api_settings(state, api))
+                             payments=_billing(state, BillingSettings), api=_api_settings(state, api),
+                             state_dir=str(cfg.state_dir))
     source = _open_source(state, settings.directory_interval, rpc_watch)
     daemon = RelayDaemon(identity, source, settings, endpoint=cfg.endpoint, metrics_host=metrics_host,
                          rpc_watch=rpc_watch, metrics_per_device=metrics_per_device)

@@ -51,6 +51,7 @@ from shadowmesh_client.observability.snapshot import Published, SnapshotCollecto
 from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
 from shadowmesh_client.relay.floors import open_floors
 from shadowmesh_client.transport import Server, ServerConfig, Transport
+from shadowmesh_client.transport.config import site_mtime_for
 from shadowmesh_client.tun import TunDevice, configure_async, open_tun
 
 if TYPE_CHECKING:
@@ -157,7 +158,8 @@ class Node:
         if s.listen and self.endpoint:
             host, _, port = s.listen.rpartition(":")
             cfg = ServerConfig(host=host, port=int(port), path=s.path or urlsplit(self.endpoint or "").path or "/",
-                               tls_cert=s.tls_cert, tls_key=s.tls_key, limits=s.limits)
+                               tls_cert=s.tls_cert, tls_key=s.tls_key, limits=s.limits,
+                               site_mtime=site_mtime_for(s.state_dir))  # per-installation decoy validators
             authenticate = tracing.traced(links.authenticate, "shadowmesh.handshake", {"shadowmesh.role": "node"})
             self.server = self.transport.server(cfg, authenticate, links.on_server_link)
             await self.server.start()

@@ -63,7 +63,8 @@ class PaymentSetup:
     issuer: IssuerConfig
 
     def __repr__(self) -> str:   # keep the key out of any log line or traceback
-        return f"PaymentSetup(domain={self.domain}, signer={self.signer.address}, issuer={self.issuer})"
+        signer = getattr(self.signer, "address", "?")
+        return f"PaymentSetup(domain={self.domain}, signer={signer}, issuer={self.issuer})"
 
 
 class NodePayments:
@@ -164,11 +165,12 @@ def load_device_payments(state) -> PaymentSetup | None:
     pc = cfg.payments
     required = pc.sign_receipts is True
 
-    def unpaid(why: str) -> None:
+    def unpaid(why: str) -> PaymentSetup | None:   # always None: ``return unpaid(...)`` = "no payments"
         if required:
             raise ConfigError(f"payments.sign_receipts is true but {why}")
         log.warning("relay payments off: %s; free relays still carry this device's traffic, paid relays stop "
                     "after their credit (docs/payments.md)", why)
+        return None
 
     if pc.sign_receipts is False:
         log.info("relay payments off (payments.sign_receipts: false)")

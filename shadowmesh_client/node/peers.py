@@ -150,7 +150,8 @@ class PeerState:
 
     def select(self) -> None:
         """Pick the path with the lowest RTT estimate (see module docstring)."""
-        best, best_rtt = None, float("inf")
+        best: DirectPath | RelayPath | None = None
+        best_rtt = float("inf")
         d = self.direct
         if d is not None and d.up:
             best, best_rtt = d, d.rtt()

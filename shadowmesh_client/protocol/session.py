@@ -458,14 +458,14 @@ class Session:
         sealed stays queued (nothing sealed is ever dropped: its sequence number was spent)."""
         out: list[bytearray] = []
         queue, self._queue = self._queue, []
-        limit = C.MAX_PAYLOAD // 2
+        limit = C.MAX_SHORT_PAYLOAD - 2   # no JUMBO frame unless one packet alone needs it (docs/protocol.md)
         start, size = 0, 0
         try:
             for i, p in enumerate(queue):
-                if i > start and (i - start == C.MAX_PACKETS_PER_FRAME or size + len(p) > limit):
+                if i > start and (i - start == C.MAX_PACKETS_PER_FRAME or size + len(p) + 2 > limit):
                     out.append(self.seal_packets(queue[start:i], now))
                     start, size = i, 0
-                size += len(p)
+                size += len(p) + 2
             if start < len(queue):
                 out.append(self.seal_packets(queue[start:], now))
         except NotEstablishedError:

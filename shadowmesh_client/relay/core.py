@@ -67,8 +67,8 @@ class RelayConfig:
     rate_bytes_per_second: float | None = None
     burst_bytes: int = 1 << 20
     queue_max_bytes: int = 512 * 1024
-    messages_per_second: float | None = 20_000.0   # per device; a relayed GB/s at 64 KiB frames is ~16,000
-    burst_messages: int = 20_000
+    messages_per_second: float | None = 10_000.0   # per device; a relayed Gbit/s at 64 KiB frames is ~2,000
+    burst_messages: int = 10_000
     source_share: float = 0.5                      # of a destination's queue one source may hold
     max_blocks: int = 1_024                        # (destination, source) blocks held at most
 

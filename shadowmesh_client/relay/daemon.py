@@ -70,6 +70,7 @@ from shadowmesh_client.relay.settings import (  # noqa: F401 - re-exported: cli/
 from shadowmesh_client.relay.usage import UsageBook
 from shadowmesh_client.rewards.messages import is_control
 from shadowmesh_client.transport import ServerConfig, Transport
+from shadowmesh_client.transport.config import site_mtime_for
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +243,8 @@ class RelayDaemon:
             host, _, port = s.listen.rpartition(":")
             path = s.path or urlsplit(self.endpoint or me.endpoint or "").path or "/"
             cfg = ServerConfig(host=host, port=int(port), path=path, tls_cert=s.tls_cert, tls_key=s.tls_key,
-                               limits=relay_link_limits())
+                               limits=relay_link_limits(),
+                               site_mtime=site_mtime_for(s.state_dir))  # per-installation decoy validators
             self.server = RelayServer(cfg, relay_core_config(s), self.authenticate, on_local=self.on_local,
                                       transport=self.transport)
             if self.billing is not None:

@@ -73,7 +73,7 @@ class RelaySettings:
     payments: BillingSettings | None = None  # None: no receipts, no gating
     state_dir: str | None = None                 # handshake floors (relay/floors.py); None: in memory only
     handshake_guard: GuardConfig | None = field(default_factory=GuardConfig)   # None: no flood guard
-    messages_per_second: float | None = 20_000.0   # per device (messages, fragments' sum); None: no limit
+    messages_per_second: float | None = 10_000.0   # per device (messages); None: no limit (core.RelayConfig)
     accept_cleartext_control: bool = True        # serve old devices' bare payments messages (in the clear)
     api: ApiSettings | None = None               # local API + dashboard (api/); None: off (the CLI turns it on)
 

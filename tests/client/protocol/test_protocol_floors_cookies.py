@@ -79,3 +79,13 @@ def test_cookie_trailer_and_reply_round_trip_and_rotation():
     assert jar.check(b"10.0.0.1", c, T0) and not jar.check(b"10.0.0.2", c, T0)
     assert jar.check(b"10.0.0.1", c, T0 + COOKIE_SECONDS)          # previous secret still valid
     assert not jar.check(b"10.0.0.1", c, T0 + 2 * COOKIE_SECONDS)  # two rotations later: expired
+
+
+def test_packets_queued_during_the_handshake_leave_in_spec_sized_frames(alice, bob, config):
+    a, b = Session(alice, bob.public_key, config, _trusted), Session(bob, alice.public_key, config, _trusted)
+    packets = [bytes([i]) * 1_400 for i in range(100)]
+    out = a.send_packets(packets, T0)              # queued; out = [HANDSHAKE_INIT]
+    response = b.open(out[0], T0).outgoing[0]
+    flushed = a.open(response, T0).outgoing
+    assert len(flushed) >= 3 and all(len(f) - 80 <= 0xFFFF and not f[1] & 0x80 for f in flushed)
+    assert [p for f in flushed for p in b.open(f, T0).packets] == packets
