@@ -16,8 +16,10 @@ hellos naming unknown keys never reach the guard and never count as load):
 3. LOAD: a global token bucket of ``verify_per_second`` hellos (burst ``verify_burst``). While it has a
    token the relay is not under load. Under load, a hello without a valid cookie for its source gets
    ``COOKIE`` and the reply to send (cost: one keyed BLAKE2b); the initiator echoes it in its next hello;
-4. per source, a token bucket of ``per_source_per_second`` (burst ``per_source_burst``) verifications:
-   over it, ``DROP`` (the caller answers like any refusal: the decoy page);
+4. per source and claimed key (per claimed key alone when the address is unknown), a token bucket of
+   ``per_source_per_second`` (burst ``per_source_burst``) verifications: over it, ``DROP`` (the caller
+   answers like any refusal: the decoy page). Keying on the pair keeps devices behind one NAT or proxy
+   apart, and a flood forging a victim's key from elsewhere cannot spend the victim's allowance;
 5. otherwise ``VERIFY``: the caller runs the Session (signature check) on ``check.frame``.
 
 A flood from one source therefore costs one bucket lookup per hello once its burst is spent; a flood from
@@ -96,14 +98,19 @@ class HelloGuard:
                 self.cookies_sent += 1
                 return Check(Verdict.COOKIE, encode_reply(self._jar.cookie_for(src_bytes, now)))
             self.cookies_accepted += 1
-        bucket = self._sources.get(src)
+        # The rate is per (address, claimed key) when the address is known: devices behind one NAT or one
+        # CDN/reverse proxy share an address but not a key, and a flood forging a victim's key from
+        # another address does not spend the victim's allowance. The cookie (proof of the address) is per
+        # address, as WireGuard's.
+        rate_key = src if source is None else (src, bytes(frame[_SENDER]))
+        bucket = self._sources.get(rate_key)
         if bucket is None:
             c = self.config
-            bucket = self._sources[src] = TokenBucket(c.per_source_per_second, c.per_source_burst, now)
+            bucket = self._sources[rate_key] = TokenBucket(c.per_source_per_second, c.per_source_burst, now)
             if len(self._sources) > c.max_sources:
                 self._sources.popitem(last=False)
         else:
-            self._sources.move_to_end(src)
+            self._sources.move_to_end(rate_key)
         if not bucket.consume(1, now):
             self.dropped += 1
             return Check(Verdict.DROP)

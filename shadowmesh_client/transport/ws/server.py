@@ -118,6 +118,10 @@ class LinkServer:
     def __init__(self, config: ServerConfig, authenticate: Authenticate, on_link: OnLink) -> None:
         self.config = config
         self._authenticate = authenticate
+        try:  # hooks that take ``source`` get the client's address key (per-source handshake limits)
+            self._with_source = "source" in inspect.signature(authenticate).parameters
+        except (TypeError, ValueError):
+            self._with_source = False
         self._on_link = on_link
         self.site = Site(config.server_name, site_mtime(config.site_mtime))
         self._path_digest = path_digest(config.path)
@@ -452,7 +456,10 @@ class _Front(asyncio.BufferedProtocol):
         try:
             if hello is not None:
                 try:
-                    result = server._authenticate(hello)
+                    if server._with_source:
+                        result = server._authenticate(hello, source=self._source)  # type: ignore[call-arg]
+                    else:
+                        result = server._authenticate(hello)
                     if inspect.isawaitable(result):
                         result = await result
                 except Exception as exc:  # the node's hook failed: refuse like any other failure
