@@ -238,13 +238,17 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
 
     /// @dev A binding exists (cap > 0) and has not ended.
     function _live(SignerBinding memory binding) private view returns (bool) {
-        // slither-disable-next-line timestamp (the notice is hours or days; miner drift of seconds is harmless)
+        // 0 is the "unbound" / "no end" sentinel, set only by this contract; the notice is hours or days, so
+        // miner drift of seconds is harmless.
+        // slither-disable-next-line incorrect-equality,timestamp
         return binding.capPerPeriod != 0 && (binding.validUntil == 0 || block.timestamp < binding.validUntil);
     }
 
     /// @dev What a binding's receipts can still pay in the current period.
     function _capLeft(SignerBinding memory binding) private view returns (uint256) {
-        // spent <= capPerPeriod always (a payment never exceeds what is left), so no underflow.
+        // spent <= capPerPeriod always (a payment never exceeds what is left), so no underflow. The period index
+        // is compared exactly on purpose (same window or not); drift of seconds only moves a window edge.
+        // slither-disable-next-line incorrect-equality,timestamp
         return block.timestamp / binding.period == binding.epoch
             ? binding.capPerPeriod - binding.spent
             : binding.capPerPeriod;
@@ -351,6 +355,7 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
         uint256 balance = reserve.balance;
         uint256 affordable;
         (affordable, err) = _affordable(relay, receipt, signer, balance, limit);
+        // slither-disable-next-line incorrect-equality (0 = nothing payable, with its error: a sentinel)
         if (affordable == 0) return (0, err);
         if (due > affordable) due = affordable;
         unchecked {
@@ -396,11 +401,13 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
         uint256 price = receipt.pricePerByte;
         if (price == 0) return (0, abi.encodeWithSelector(ShadowMeshTokenZeroPrice.selector, relay, receipt.payer));
         affordable = balance / price;
+        // slither-disable-next-line incorrect-equality ("not one whole byte": the exact test is the intended one)
         if (affordable == 0) {
             return (0, abi.encodeWithSelector(ShadowMeshTokenReserveEmpty.selector, receipt.payer, relay, price));
         }
         if (limit / price < affordable) {
             affordable = limit / price;
+            // slither-disable-next-line incorrect-equality ("not one whole byte": the exact test is the intended one)
             if (affordable == 0) {
                 err = abi.encodeWithSelector(ShadowMeshTokenSignerCapReached.selector, signer, receipt.deviceId, limit);
             }
@@ -426,6 +433,7 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
                 revert(add(err, 0x20), mload(err))
             }
         }
+        // slither-disable-start incorrect-equality (maps our own error selectors to reasons; no balance involved)
         bytes4 selector = bytes4(err[0]) | (bytes4(err[1]) >> 8) | (bytes4(err[2]) >> 16) | (bytes4(err[3]) >> 24);
         ClaimFailure reason = ClaimFailure.InvalidSigner;
         if (selector == ShadowMeshTokenSignerRevoked.selector) reason = ClaimFailure.SignerRevoked;
@@ -433,6 +441,7 @@ contract ShadowMeshToken is IShadowMeshToken, ERC20, ERC20Permit, AccessControl 
         else if (selector == ShadowMeshTokenStaleReceipt.selector) reason = ClaimFailure.StaleReceipt;
         else if (selector == ShadowMeshTokenReserveEmpty.selector) reason = ClaimFailure.ReserveEmpty;
         else if (selector == ShadowMeshTokenSignerCapReached.selector) reason = ClaimFailure.SignerCapReached;
+        // slither-disable-end incorrect-equality
         emit ClaimSkipped(relay, receipt.payer, receipt.deviceId, receipt.cumulativeBytes, reason);
     }
 
