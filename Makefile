@@ -17,7 +17,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 DEBIAN_PACKAGES := iproute2 iptables nftables iperf3 iputils-ping ethtool wireguard-tools wireguard-go nginx-light openssl tcpdump
 
-.PHONY: help setup venv npm debs compile test test-contracts test-client test-e2e slither gas bench demo anvil lock clean
+.PHONY: help setup venv npm debs compile test lint coverage test-contracts test-client test-e2e slither gas bench demo anvil chain chain-stop deploy lock clean
+
+# `make chain`: the local chain of docs/quickstart.md. CHAIN_DIR holds its pid file, log, deployment record and
+# the dev owner's keystore; CHAIN_PORT its port (tests use a free one).
+CHAIN_DIR  ?= .state/chain
+CHAIN_PORT ?= 8545
+CHAIN_HOST ?= 127.0.0.1
 
 help: ## list the targets
 	@echo "ShadowMesh — make targets:"
@@ -48,8 +54,18 @@ debs: ## Debian packages for the end-to-end tests and benchmarks (only when root
 compile: venv npm ## compile the contracts (ape + solcjs)
 	$(APE) compile
 
-test: setup compile ## run every test: contracts, Slither, client, end-to-end
-	$(MAKE) --no-print-directory test-contracts slither test-client test-e2e
+test: setup compile ## run every test: lint, contracts, Slither, client, end-to-end
+	$(MAKE) --no-print-directory lint test-contracts slither test-client test-e2e
+
+LINT_PATHS := shadowmesh_client lab bench tests scripts tools
+
+lint: venv ## ruff (style, imports, bugbear, pyupgrade) and mypy (strict on the pure cores): pyproject.toml
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy shadowmesh_client
+
+coverage: venv npm ## client tests with line and branch coverage of node/, relay/ and rewards/ (report printed)
+	$(PYTEST) tests/client -p no:ape_test -q --cov=shadowmesh_client.node --cov=shadowmesh_client.relay \
+	  --cov=shadowmesh_client.rewards --cov-branch --cov-report=term-missing:skip-covered
 
 test-contracts: venv npm ## contract tests on Ape's local EVM
 	$(APE) test tests/contracts
@@ -69,11 +85,24 @@ gas: venv npm compile ## gas table for the README
 bench: setup compile ## benchmarks: protocol, directory sync, mesh throughput (prints a table)
 	$(PY) -m bench all
 
-demo: setup compile ## a local chain, contracts deployed, devices registered, a mesh up, traffic through it
-	$(PY) -m lab.demo
+demo: ## a local chain, contracts deployed, devices registered, a mesh up, traffic through it (root)
+	@echo "setting up (first run: about 1 min for the virtualenv, npm packages and contracts; then seconds)"
+	@mkdir -p .state && $(MAKE) --no-print-directory setup compile > .state/demo-setup.log 2>&1 \
+	  || { tail -n 40 .state/demo-setup.log; echo "error: set-up failed; full log: .state/demo-setup.log"; exit 1; }
+	@$(PY) -m lab.demo
 
 anvil: npm ## run a local anvil on 127.0.0.1:8545 (foreground)
 	anvil --host 127.0.0.1 --port 8545
+
+chain: venv npm compile ## local chain for the quickstart: anvil on 127.0.0.1:8545 + contracts + a funded dev owner + network 1
+	@$(PY) -m lab.chain start --dir $(CHAIN_DIR) --host $(CHAIN_HOST) --port $(CHAIN_PORT)
+
+chain-stop: ## stop the anvil `make chain` started (its state is forgotten)
+	@$(PY) -m lab.chain stop --dir $(CHAIN_DIR)
+
+deploy: venv npm compile ## maintainers: deploy both contracts, e.g. make deploy NETWORK=polygon:amoy:node ACCOUNT=alias
+	@test -n "$(NETWORK)" || { echo "error: say where: make deploy NETWORK=polygon:amoy:node ACCOUNT=<ape account alias> (local: make chain)"; exit 2; }
+	$(APE) run deploy --network $(NETWORK) $(if $(ACCOUNT),--account $(ACCOUNT)) $(DEPLOY_ARGS)
 
 lock: ## re-resolve requirements.in into requirements.lock
 	rm -rf /tmp/shadowmesh-lock && python3 -m venv /tmp/shadowmesh-lock
@@ -82,4 +111,4 @@ lock: ## re-resolve requirements.in into requirements.lock
 	  /tmp/shadowmesh-lock/bin/pip freeze ) > requirements.lock
 
 clean: ## remove build outputs (keeps the virtualenv and node_modules)
-	rm -rf .build contracts/.cache .pytest_cache .hypothesis
+	rm -rf .build contracts/.cache .pytest_cache .hypothesis .mypy_cache .ruff_cache .coverage

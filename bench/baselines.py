@@ -79,11 +79,13 @@ def iperf3_tcp(topo: Any, client: str, server: str, server_ip: str, *, seconds: 
     }
 
 
-def ping_rtt(topo: Any, src: str, dst_ip: str, *, count: int = PING_COUNT, interval: float = PING_INTERVAL) -> dict[str, float]:
+def ping_rtt(topo: Any, src: str, dst_ip: str, *, count: int = PING_COUNT,
+             interval: float = PING_INTERVAL) -> dict[str, float]:
     """``count`` echo requests every ``interval`` s from namespace ``src``: median/min/max RTT (ms), loss."""
     res = topo.run(src, ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "1", dst_ip], check=False,
                    timeout=count * interval + 30)
-    rtts = [float(tok.split("=")[1]) for line in res.stdout.splitlines() for tok in line.split() if tok.startswith("time=")]
+    rtts = [float(tok.split("=")[1]) for line in res.stdout.splitlines() for tok in line.split()
+            if tok.startswith("time=")]
     if not rtts:
         raise RuntimeError(f"no echo replies from {dst_ip}: {res.stdout[-300:]} {res.stderr[-300:]}")
     return {
@@ -252,7 +254,8 @@ def format_table(results: dict[str, dict]) -> str:
             f"{str(r.get('rtt_ms_median', '')):>11} {str(r.get('packets_per_s', '')):>10}"
         )
     if "veth" in results and "wireguard_go" in results and results["veth"]["gbit_s"]:
-        rows.append(f"wireguard-go / veth throughput: {results['wireguard_go']['gbit_s'] / results['veth']['gbit_s']:.3f}")
+        ratio = results["wireguard_go"]["gbit_s"] / results["veth"]["gbit_s"]
+        rows.append(f"wireguard-go / veth throughput: {ratio:.3f}")
     return "\n".join(rows)
 
 
@@ -265,7 +268,8 @@ def run(args: argparse.Namespace) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.baselines", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_SECONDS:g} s iperf3 runs instead of {DEFAULT_SECONDS:g} s")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_SECONDS:g} s iperf3 runs instead of {DEFAULT_SECONDS:g} s")
     parser.add_argument("--seconds", type=float, help="seconds per iperf3 run (overrides --quick)")
     parser.add_argument("--no-wireguard", action="store_true", help="skip wireguard-go")
     parser.add_argument("--no-tun", action="store_true", help="skip the Python TUN loop")

@@ -175,13 +175,13 @@ def measure(devices: int, *, log=print) -> dict:
         applied = syncer.sync_once()
         out["incremental_sync_s"] = round(time.perf_counter() - t, 3)
         out["incremental_events"] = applied
-        syncer.store.close()
+        syncer.close()
 
         t = time.perf_counter()
         again = open_syncer(url, chain_id, registry, network_id, state, deploy_block=deploy_block)
         out["restart_load_s"] = round(time.perf_counter() - t, 3)
         assert len(again.directory) == devices + INCREMENTAL
-        again.store.close()
+        again.close()
         out["peak_rss_mib"] = round(_rss_mib("VmHWM"), 1)
         out["sqlite_mib"] = round(sum(f.stat().st_size for f in state.iterdir()) / 2**20, 1)
     target = 10.0 if devices <= 10_000 else 60.0 * devices / 100_000

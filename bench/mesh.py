@@ -51,7 +51,6 @@ def _first_packet(lab) -> float:
 
 def measure(seconds: float) -> dict:
     from lab.mesh import standard_mesh
-
     from lab.netns import veth_pair
 
     out: dict = {"load_average": os.getloadavg()}
@@ -78,7 +77,8 @@ def measure(seconds: float) -> dict:
         "direct / wireguard_go": round(out["direct"]["gbit_s"] / wg_rate, 2),
         "direct_1400 / wireguard_go": round(out["direct_1400"]["gbit_s"] / wg_rate, 2),
         "relayed / direct": round(out["relayed"]["gbit_s"] / (out["direct"]["gbit_s"] or float("nan")), 2),
-        "added RTT direct - wireguard_go (ms)": round(out["direct"]["rtt_ms_median"] - out["wireguard_go"]["rtt_ms_median"], 3),
+        "added RTT direct - wireguard_go (ms)": round(
+            out["direct"]["rtt_ms_median"] - out["wireguard_go"]["rtt_ms_median"], 3),
         "wireguard_go figure used (Gbit/s)": wg_rate,
     }
     return out

@@ -6,13 +6,14 @@
 What runs (all on loopback, every process started here is killed by PID at the end):
 
 * **relay process** (``_relay``): a :class:`~shadowmesh_client.relay.daemon.RelayDaemon`'s own hooks
-  (``authenticate``/``on_local``: the real protocol handshake, ``directory.is_trusted`` before any crypto,
-  one relay Session per device) behind a real :class:`~shadowmesh_client.relay.server.RelayServer`
+  (``authenticate``/``on_local``: the real protocol handshake, the directory's ``TrustPolicy`` before any
+  crypto, one relay Session per device) behind a real :class:`~shadowmesh_client.relay.server.RelayServer`
   built exactly as ``RelayDaemon.run`` builds it (same ``relay_link_limits``: 20 s relay heartbeat, same
-  RelayConfig, same garbage-collector tuning ``relay_daemon.tune_gc``).
+  ``relay_core_config``, same garbage-collector tuning ``relay.settings.tune_gc``).
   Only ``RelayDaemon.run``'s chain sync is left out: **the directory for N+1 devices is built in-process**
   by feeding synthetic ``NetworkCreated``/``DeviceRegistered`` events, each with a VALID Ed25519 proof of
-  possession, to the pure directory core (``Directory.apply``: it verifies every proof). No chain is
+  possession, to the pure directory core (``Directory.apply``: it verifies every proof), and handed to the
+  daemon as a ``StaticSource`` (a DirectorySource over that prebuilt directory). No chain is
   needed for this bench; ``bench directory`` measures syncing 10,000 real registrations from anvil.
 * **client processes** (``_clients``; one per 5,000 sessions unless ``--clients``): each derives its
   devices' keys from the shared seed, prepares one HANDSHAKE_INIT per device (as ``RelayClient._hello``
@@ -54,7 +55,6 @@ import select
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 DEFAULT_SESSIONS = 10_000
 QUICK_SESSIONS = 2_000
@@ -128,12 +128,43 @@ def build_directory(devices: int, seed: str):
     return d, identity(seed, -1)
 
 
+class StaticSource:
+    """``directory.DirectorySource`` over a prebuilt Directory: nothing to sync (the bench's directory
+    never changes), so ``sync_once`` applies nothing and ``run`` only waits to be cancelled."""
+
+    def __init__(self, directory) -> None:
+        self._directory = directory
+        self.closed = False
+
+    @property
+    def directory(self):
+        return self._directory
+
+    @property
+    def has_state(self) -> bool:
+        return True
+
+    async def sync_once(self) -> int:
+        return 0
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    def status(self, now: float | None = None):
+        from shadowmesh_client.directory.syncer import SyncStatus
+
+        return SyncStatus(synced_block=None, head_block=None, last_success=None, stale_seconds=None, error=None,
+                          devices=len(self._directory))
+
+    def close(self) -> None:
+        self.closed = True
+
+
 async def _relay_main(args) -> None:
-    from shadowmesh_client.node.settings import LINK_MAX_MESSAGE_BYTES
-    from shadowmesh_client.relay import RelayConfig
-    from shadowmesh_client.relay.daemon import RelayDaemon, RelaySettings, relay_link_limits, tune_gc
-    from shadowmesh_client.transport import ServerConfig
+    from shadowmesh_client.relay.daemon import RelayDaemon
     from shadowmesh_client.relay.server import RelayServer
+    from shadowmesh_client.relay.settings import RelaySettings, relay_core_config, relay_link_limits, tune_gc
+    from shadowmesh_client.transport import ServerConfig
 
     if args.profile:
         import tracemalloc
@@ -144,7 +175,7 @@ async def _relay_main(args) -> None:
     build_s = time.perf_counter() - t
     tune_gc()  # as RelayDaemon.run does after its first directory sync
     s = RelaySettings(listen="127.0.0.1:0", path=PATH)
-    daemon = RelayDaemon(relay_id, SimpleNamespace(directory=directory, store=None), s)
+    daemon = RelayDaemon(relay_id, StaticSource(directory), s)
     # As RelayDaemon.run builds it (run() itself would first sync a chain).
     stamps = {"first": None, "last": None, "ok": 0}
 
@@ -160,9 +191,7 @@ async def _relay_main(args) -> None:
         return result
 
     cfg = ServerConfig(host="127.0.0.1", port=0, path=PATH, limits=relay_link_limits())
-    rcfg = RelayConfig(rate_bytes_per_second=s.rate_bytes_per_second, queue_max_bytes=s.queue_max_bytes,
-                       burst_bytes=max(1 << 20, 2 * LINK_MAX_MESSAGE_BYTES))
-    server = daemon.server = RelayServer(cfg, rcfg, authenticate, on_local=daemon.on_local)
+    server = daemon.server = RelayServer(cfg, relay_core_config(s), authenticate, on_local=daemon.on_local)
     await server.start()
     gc.collect()
     snapshot = tracemalloc.take_snapshot() if args.profile else None
@@ -188,7 +217,7 @@ async def _relay_main(args) -> None:
 
 _COMPONENTS = (  # (path fragment of the innermost matching frame, component name)
     ("shadowmesh_client/protocol/", "protocol Session objects"),
-    ("shadowmesh_client/relay_core/", "relay routing entries (RelayCore)"),
+    ("shadowmesh_client/relay/core.py", "relay routing entries (RelayCore)"),
     ("shadowmesh_client/transport/", "transport Link / LinkServer"),
     ("shadowmesh_client/", "relay daemon / other ShadowMesh"),
     ("websockets/", "websockets connection objects"),
@@ -214,14 +243,15 @@ def _top(diff, n: int, limit: int = 8) -> list:
             for k, v in sorted(by_component.items(), key=lambda kv: -kv[1])]
     for stat in diff[:limit]:
         frames = [f"{os.path.basename(fr.filename)}:{fr.lineno}" for fr in reversed(stat.traceback)]
-        rows.append({"bytes_per_session": round(stat.size_diff / max(n, 1)), "where": "  site: " + " < ".join(frames[:4])})
+        rows.append({"bytes_per_session": round(stat.size_diff / max(n, 1)),
+                     "where": "  site: " + " < ".join(frames[:4])})
     return rows
 
 
 # ---- client processes ------------------------------------------------------------------------------
 async def _clients_main(args) -> None:
+    from shadowmesh_client.daemon_common import node_link_limits
     from shadowmesh_client.errors import ProtocolError
-    from shadowmesh_client.node.settings import node_link_limits
     from shadowmesh_client.protocol import Session
     from shadowmesh_client.relay import EnvelopeType, decode, encode_local
     from shadowmesh_client.transport import ClientConfig
@@ -259,7 +289,7 @@ async def _clients_main(args) -> None:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
 
     t0, cpu0 = time.perf_counter(), cpu_seconds()
-    await asyncio.gather(*(one(s, h) for s, h in zip(sessions, hellos)))
+    await asyncio.gather(*(one(s, h) for s, h in zip(sessions, hellos, strict=True)))
     elapsed = time.perf_counter() - t0
     print(json.dumps({"connected": len(links), "errors": errors, "seconds": round(elapsed, 3),
                       "cpu_s": cpu_seconds() - cpu0}), flush=True)
@@ -378,18 +408,22 @@ def _table(r: dict) -> str:
     rows = [
         ("sessions held (relay links)", f"{r['relay_links']:,}", f"of {r['sessions_requested']:,} asked; "
          f"{r['client_processes']} client processes"),
-        ("memory per session", f"{r['bytes_per_session'] / 1000:.1f} KB", f"target <= {TARGET_BYTES_PER_SESSION // 1000} KB "
+        ("memory per session", f"{r['bytes_per_session'] / 1000:.1f} KB",
+         f"target <= {TARGET_BYTES_PER_SESSION // 1000} KB "
          f"({'met' if r['memory_within_target'] else 'NOT met'})"),
         ("relay RSS empty -> loaded", f"{r['empty_rss_mib']} -> {r['loaded_rss_mib']} MiB", "directory loaded in both"),
         ("handshakes per second (relay)", f"{r['handshakes_per_s']:,}", f"target >= {TARGET_HANDSHAKES_PER_S:,} "
          f"({'met' if r['handshakes_within_target'] else 'NOT met'})"),
         ("relay CPU per handshake", f"{r['relay_cpu_us_per_handshake']} us",
-         f"= {1e6 / r['relay_cpu_us_per_handshake']:,.0f}/s on one free core" if r['relay_cpu_us_per_handshake'] else ""),
+         f"= {1e6 / r['relay_cpu_us_per_handshake']:,.0f}/s on one free core"
+         if r['relay_cpu_us_per_handshake'] else ""),
         ("connects per second (clients)", f"{r['client_connects_per_s']:,}", f"wall {r['connect_wall_s']} s"),
         ("client CPU per connect", f"{r['client_cpu_us_per_connect']} us", "dial + handshake, all client processes"),
-        ("relay CPU while idle", f"{r['idle_cpu_percent']} %", f"of one core, {r['relay_links']:,} links, heartbeats only"),
+        ("relay CPU while idle", f"{r['idle_cpu_percent']} %",
+         f"of one core, {r['relay_links']:,} links, heartbeats only"),
         ("relay sessions kept", f"{r['relay_sessions_kept']:,}", "protocol Session objects after handshake"),
-        ("client errors", sum(r["client_errors"].values()), json.dumps(r["client_errors"]) if r["client_errors"] else ""),
+        ("client errors", sum(r["client_errors"].values()),
+         json.dumps(r["client_errors"]) if r["client_errors"] else ""),
         ("open files (soft/hard)", f"{r['relay_nofile'][0]:,}/{r['relay_nofile'][1]:,}",
          "per process; capped run" if r.get("capped_by_nofile") else "per process"),
         ("directory build (in-process)", f"{r['directory_build_s']} s", "synthetic events, proofs verified"),
@@ -424,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("--start", "--count", "--concurrency"):
         c.add_argument(name, type=int, required=True)
     p.add_argument("--sessions", type=int, default=None, help=f"idle sessions to open (default {DEFAULT_SESSIONS})")
-    p.add_argument("--clients", type=int, default=None, help=f"client processes (default: one per {PER_CLIENT_PROCESS})")
+    p.add_argument("--clients", type=int, default=None,
+                   help=f"client processes (default: one per {PER_CLIENT_PROCESS})")
     p.add_argument("--concurrency", type=int, default=CONCURRENCY, help="upgrades in flight (all client processes)")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_SESSIONS} sessions")
     p.add_argument("--profile", action="store_true", help="tracemalloc in the relay: memory by allocation site")

@@ -126,7 +126,8 @@ def cmd_idle(args) -> None:
             await asyncio.sleep(2)
             gc.collect()
             client_rss = rss_kib() - before
-            proc.stdin.write("rss\n"); proc.stdin.flush()
+            proc.stdin.write("rss\n")
+            proc.stdin.flush()
             after = json.loads(proc.stdout.readline())
             for link in links:
                 link.abort()

@@ -14,6 +14,13 @@
   ape-foundry 0.8), so no config file changes. It returns the parsed deployment record
   (deployments/README.md), written to ``output`` or to a temporary file that is removed.
 
+``python -m lab.chain start|stop`` (``make chain`` / ``make chain-stop``): a long-lived local chain for the
+quickstart (docs/quickstart.md): anvil on 127.0.0.1:8545 in the background (pid file), both contracts
+deployed, a new dev owner account in an encrypted keystore funded with ETH and test SMT by
+``shadowmesh-client dev faucet``, and network 1 ("dev", open) administered by that owner. Everything it
+writes is in one folder (``--dir``, default ``.state/chain``); ``stop`` ends the anvil it started (by the pid
+in the pid file) and removes the now meaningless deployment record.
+
 Anvil's default accounts are those of the mnemonic "test test ... junk" (Ape's test accounts too);
 ``ANVIL_KEYS[0]`` deploys and holds every admin role.
 
@@ -205,3 +212,156 @@ def deploy_contracts(
 def load_deployment(path: str | os.PathLike) -> dict:
     """Parse a deployment record (deployments/README.md)."""
     return json.loads(Path(path).read_text())
+
+
+# ---------------------------------------------------------------- `make chain`: a local chain for people
+
+DEV_DIR = PROJECT_ROOT / ".state" / "chain"
+DEV_OWNER_PASSWORD = "dev-owner-password"  # a local throw-away account: the password is no secret
+DEV_NETWORK_NAME = "dev"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _answers(url: str) -> bool:
+    try:
+        rpc_call(url, "eth_chainId", timeout=1.0)
+        return True
+    except (OSError, urllib.error.URLError, ValueError, ChainHelperError):
+        return False
+
+
+def _cli(*args: str) -> str:
+    """Run the real `shadowmesh-client` (this interpreter's) and return its stdout; raise with its error line."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "shadowmesh_client.cli", *args], capture_output=True, text=True,
+                       env=env, stdin=subprocess.DEVNULL, timeout=300)
+    if r.returncode != 0:
+        raise ChainHelperError(f"shadowmesh-client {args[0]} ...: {r.stderr.strip() or r.stdout.strip()}")
+    return r.stdout
+
+
+def dev_chain_start(folder: Path = DEV_DIR, port: int = 8545, say=print, host: str = "127.0.0.1") -> dict:
+    """Start (or find running) the local chain of `make chain` on ``host:port``; return its summary (also in
+    summary.json). ``host``: 127.0.0.1, or an address of this machine that network namespaces can reach."""
+    folder.mkdir(parents=True, exist_ok=True)
+    url = f"http://{host}:{port}"
+    pid_file, summary_file = folder / "anvil.pid", folder / "summary.json"
+    if pid_file.exists() and _alive(int(pid_file.read_text())) and summary_file.exists() and _answers(url):
+        summary = json.loads(summary_file.read_text())
+        say(f"a local chain is already running (pid {pid_file.read_text().strip()}, {url}); "
+            "`make chain-stop` ends it")
+        return summary
+    if _answers(url):
+        raise ChainHelperError(f"something else already answers on {url} (an anvil of your own?): stop it, or "
+                               f"use another port: make chain CHAIN_PORT=8546")
+    started = time.monotonic()
+    say(f"starting anvil on {url} (chain id {DEFAULT_CHAIN_ID}; log: {folder / 'anvil.log'})")
+    with open(folder / "anvil.log", "wb") as log:
+        process = subprocess.Popen([anvil_binary(), "--host", host, "--port", str(port), "--chain-id",
+                                    str(DEFAULT_CHAIN_ID)], stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    pid_file.write_text(str(process.pid))
+    try:
+        deadline = time.monotonic() + 20
+        while not _answers(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ChainHelperError(f"anvil did not start; see {folder / 'anvil.log'}")
+            time.sleep(0.05)
+        say("deploying DeviceRegistry and ShadowMeshToken (`ape run deploy`, about 10 s)")
+        record_path = folder / "deployment.json"
+        record_path.unlink(missing_ok=True)
+        deploy_contracts(url, output=record_path, withdrawal_delay=300)
+        from eth_account import Account
+
+        owner = Account.create()
+        keystore, password_file = folder / "owner.json", folder / "owner-password"
+        keystore.unlink(missing_ok=True)
+        keystore.write_text(json.dumps(Account.encrypt(owner.key, DEV_OWNER_PASSWORD, kdf="pbkdf2")))
+        keystore.chmod(0o600)
+        password_file.write_text(DEV_OWNER_PASSWORD + "\n")
+        password_file.chmod(0o600)
+        say(f"funding the dev owner {owner.address} (`shadowmesh-client dev faucet`)")
+        _cli("dev", "faucet", "--rpc-url", url, "--deployments", str(record_path), "--to", owner.address,
+             "--eth", "100", "--smt", "1000")
+        from shadowmesh_client.chain import Chain, load_deployment
+        from shadowmesh_client.chain.registry import create_network
+
+        chain = Chain(url, load_deployment(record_path))
+        network = create_network(chain, owner, DEV_NETWORK_NAME, "open", 365 * 86400).network_id
+    except BaseException:
+        dev_chain_stop(folder, say=lambda _m: None)
+        raise
+    summary = {"rpc_url": url, "chain_id": DEFAULT_CHAIN_ID, "pid": process.pid, "deployments": str(record_path),
+               "owner": owner.address, "owner_keystore": str(keystore), "owner_password_file": str(password_file),
+               "network_id": network, "eth": 100, "smt": 1000}
+    summary_file.write_text(json.dumps(summary, indent=2))
+    say(f"ready in {time.monotonic() - started:.0f} s:\n"
+        f"  rpc_url:             {url}\n"
+        f"  deployments:         {record_path}\n"
+        f"  owner:               {owner.address} (100 ETH, 1000 SMT)\n"
+        f"  owner keystore:      {keystore} (password in {password_file})\n"
+        f"  network:             {network} (\"{DEV_NETWORK_NAME}\", open: registrations are active at once)\n"
+        "  stop it with `make chain-stop` (the chain lives in anvil's memory: stopping it forgets everything)")
+    return summary
+
+
+def dev_chain_stop(folder: Path = DEV_DIR, say=print) -> bool:
+    """Stop the anvil `make chain` started (by its pid file). True if one was running."""
+    pid_file = folder / "anvil.pid"
+    if not pid_file.exists():
+        say("no local chain is running (no pid file)")
+        return False
+    pid = int(pid_file.read_text())
+    running = _alive(pid)
+    if running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)  # its own session: the group id is its pid
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    for name in ("anvil.pid", "deployment.json", "summary.json"):
+        (folder / name).unlink(missing_ok=True)
+    say(f"stopped the local chain (pid {pid})" if running else f"the local chain (pid {pid}) had already stopped")
+    return running
+
+
+def _main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lab.chain", description="the local chain of `make chain`")
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("--dir", type=Path, default=DEV_DIR, help="where its files go (default .state/chain)")
+    parser.add_argument("--port", type=int, default=8545)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "start":
+            dev_chain_start(args.dir.resolve(), args.port, host=args.host)
+        else:
+            dev_chain_stop(args.dir.resolve())
+    except ChainHelperError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -10,6 +10,12 @@
    the bytes the relay carries for them, and at the end the relay runs `shadowmesh-client claim` and
    prints its SMT balance change;
 6. teardown: every daemon stopped by PID (SIGTERM), every namespace deleted; what is left is printed.
+
+Devices a, b and c belong to one owner account and are paid for from that owner's one escrow deposit; the
+relay has an owner of its own (it is paid). Every pause longer than 2 s is announced with what it waits for.
+For each traffic test the demo prints the bytes the relay counted for each device DURING that test and the
+path both ends chose, so relay billing during the "direct" test is visible (and explained) when it happens.
+Ctrl-C: one line ``interrupted``, exit code 130, everything torn down.
 """
 
 from __future__ import annotations
@@ -26,16 +32,33 @@ def _say(msg: str) -> None:
 
 
 def main() -> int:
+    try:
+        return _main()
+    except KeyboardInterrupt:  # the lab's context manager has torn everything down on the way out
+        print("interrupted", file=sys.stderr, flush=True)
+        return 130
+
+
+def _usage(lab) -> dict[str, int]:
+    usage = lab.status(lab.relay).get("usage", {})
+    return {d.name: sum(usage.get(d.public_key, {}).get(k, 0) for k in ("bytes_in", "bytes_out"))
+            for d in (lab.a, lab.b, lab.c)}
+
+
+def _main() -> int:
     if os.geteuid() != 0:
         print("error: the demo needs root (network namespaces and TUN devices): run `sudo make demo`", file=sys.stderr)
         return 2
     from bench.baselines import iperf3_tcp, ping_rtt
-    from lab.netns import list_namespaces
     from lab.mesh import LabError, standard_mesh
+    from lab.netns import list_namespaces
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="smt-demo-") as workdir:
-        _say("== bringing up a local chain and the mesh (relay + A public, B and C behind NAT routers) ==")
+        _say("== bringing up a local chain and the mesh (relay + A public, B and C behind NAT routers; "
+             "about 30 s) ==")
+        _say("  a, b and c belong to one owner (one account, one escrow deposit pays for all three); "
+             "the relay has its own owner")
         try:
             lab = standard_mesh(workdir, progress=lambda m: _say("  " + m))
         except LabError as exc:
@@ -44,24 +67,34 @@ def main() -> int:
         prefix = lab.topo.prefix
         with lab:
             t = lab.topo
-            _say("\n== payments: B's owner deposits 5 SMT, the relay charges 1 SMT per GB (10**9 base units/byte) ==")
+            _say("\n== payments: the devices' owner deposits 5 SMT (for a, b and c), the relay charges 1 SMT per GB "
+                 "(10**9 base units/byte) ==")
             payer = json.loads(lab.cli("b", lab.b.config, "balance", "--json").stdout)["address"]
             lab.mint(payer, 10 * 10**18)
             _say("  " + lab.cli("b", lab.b.config, "deposit", "5").stdout.splitlines()[0])
             _say("  " + lab.cli("relay", lab.relay.config, "set-price", str(10**9)).stdout.splitlines()[0])
+            _say("  (waiting up to 15 s for the relay to read its new price: it re-reads the chain every 10 s)")
             lab.wait_for(lambda: (lab.status(lab.relay).get("payments") or {}).get("price_per_byte"), 15,
                          "the relay to see its price")
             _say("\n== the directory as device A sees it (`shadowmesh-client peers`) ==")
             _say(lab.cli("a", lab.a.config, "peers").stdout.rstrip())
             for name, src, dst in (("A <-> B, direct", lab.b, lab.a), ("B <-> C, through the relay", lab.b, lab.c)):
-                _say(f"\n== {name}: {src.name} ({src.overlay}) -> {dst.name} ({dst.overlay}) ==")
+                _say(f"\n== {name}: {src.name} ({src.overlay}) -> {dst.name} ({dst.overlay}); "
+                     "ping, then 3 s of iperf3 each way (about 10 s) ==")
+                before = _usage(lab)
                 t.run(src.ns, ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", dst.overlay], check=False)
                 rtt = ping_rtt(t, src.ns, dst.overlay, count=50, interval=0.01)
                 _say(f"  ping: median {rtt['rtt_ms_median']:.3f} ms, loss {rtt['loss']:.0%}")
                 for a, b in ((src, dst), (dst, src)):
                     r = iperf3_tcp(t, a.ns, b.ns, b.overlay, seconds=3)
                     _say(f"  iperf3 {a.name} -> {b.name}: {r['gbit_s']:.2f} Gbit/s (one TCP stream, 3 s)")
-                _say(f"  path chosen by {src.name}: {lab.peer(src, dst).get('path')}")
+                _say(f"  path chosen by {src.name}: {lab.peer(src, dst).get('path')}, "
+                     f"by {dst.name}: {lab.peer(dst, src).get('path')}")
+                time.sleep(1.1)  # the relay's status file is rewritten every second
+                after = _usage(lab)
+                billed = {n: after[n] - before[n] for n in after if after[n] > before[n]}
+                _say("  relay bytes counted during this test: "
+                     + (", ".join(f"{n}: {v:,}" for n, v in billed.items()) or "none"))
             time.sleep(1.1)
             usage = lab.status(lab.relay).get("usage", {})
             _say("\n== the relay's per-device byte counts (what it will be paid for) ==")
@@ -80,7 +113,8 @@ def main() -> int:
             for dev in (lab.a, lab.b, lab.c, lab.relay):
                 _say(f"  {dev.name}: exit code {lab.stop(dev)}")
         left = [ns for ns in list_namespaces() if ns.startswith(prefix)]
-        _say(f"\n== torn down in {time.monotonic() - started:.1f} s; namespaces left: {left or 'none'} ==")
+        _say(f"\n== finished in {time.monotonic() - started:.0f} s; everything torn down "
+             f"(namespaces left: {left or 'none'}) ==")
     return 0
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from shadowmesh_client.crypto import Identity
 from shadowmesh_client.directory import events as ev
 from shadowmesh_client.directory.core import Directory
-from shadowmesh_client.directory.proof import device_id as compute_device_id, proof_message
+from shadowmesh_client.directory.proof import device_id as compute_device_id
+from shadowmesh_client.directory.proof import proof_message
 from shadowmesh_client.directory.syncer import SyncStatus
 from shadowmesh_client.errors import ChainError
 

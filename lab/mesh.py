@@ -24,9 +24,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from eth_account import Account
 
@@ -89,7 +89,7 @@ class MeshLab:
         (self.workdir / "owner-password").write_text(OWNER_PASSWORD)
         self._owners: dict[int, Path] = {}
 
-    def __enter__(self) -> "MeshLab":
+    def __enter__(self) -> MeshLab:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -111,7 +111,8 @@ class MeshLab:
                 raise LabError("anvil did not start: see " + str(self.workdir / "anvil.log"))
             time.sleep(0.1)
         self.deployment = self.workdir / "deployment.json"
-        env = dict(os.environ, APE_FOUNDRY_HOST=self.rpc_url, SOLCX_BINARY_PATH=str(PROJECT_ROOT / "tools" / "solc-bin"))
+        env = dict(os.environ, APE_FOUNDRY_HOST=self.rpc_url,
+                   SOLCX_BINARY_PATH=str(PROJECT_ROOT / "tools" / "solc-bin"))
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), str(PROJECT_ROOT / "node_modules" / ".bin"),
                                        env.get("PATH", "")])
         ape = str(Path(sys.executable).parent / "ape")
@@ -132,7 +133,8 @@ class MeshLab:
     def owner_keystore(self, index: int) -> Path:
         if index not in self._owners:
             path = self.workdir / f"owner{index}.json"
-            path.write_text(json.dumps(Account.encrypt(ANVIL_KEYS[index], OWNER_PASSWORD, kdf="pbkdf2", iterations=1000)))
+            keystore = Account.encrypt(ANVIL_KEYS[index], OWNER_PASSWORD, kdf="pbkdf2", iterations=1000)
+            path.write_text(json.dumps(keystore))
             self._owners[index] = path
         return self._owners[index]
 
@@ -142,7 +144,8 @@ class MeshLab:
                 "--passphrase-file", str(self.workdir / "passphrase"),
                 "--owner-password-file", str(self.workdir / "owner-password"), *args]
 
-    def cli(self, ns: str, config: Path, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    def cli(self, ns: str, config: Path, *args: str, check: bool = True,
+            timeout: float = 120) -> subprocess.CompletedProcess:
         r = self.topo.run(ns, self.cli_argv(config, *args), check=False, timeout=timeout)
         if check and r.returncode != 0:
             raise LabError(f"shadowmesh-client {' '.join(args)} in {ns} failed: {r.stderr.strip()[-2000:]}")

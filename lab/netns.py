@@ -125,7 +125,8 @@ def _install_sigterm_handler() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def _sh(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0, input: str | None = None) -> subprocess.CompletedProcess:
+def _sh(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0,
+        input: str | None = None) -> subprocess.CompletedProcess:
     try:
         res = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, input=input)
     except subprocess.TimeoutExpired:

@@ -19,6 +19,7 @@ Example::
     relays: [wss://relay.example.org/ws]
     tun: {name: sm0, mtu: 65000}
     log_level: INFO
+    rpc_timeout: 60             # seconds: a command's overall deadline for the RPC (--timeout overrides)
     payments:                   # docs/payments.md "Integration"; every key optional
       sign_receipts: auto       # device: auto | true | false (see PaymentsConfig)
       signer_keystore: null     # a key authorised with `authorize-signer`; default: owner_keystore
@@ -31,17 +32,87 @@ Example::
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
+import types
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from shadowmesh_client.errors import ConfigError
 
 _ADDR = re.compile(r"^0x[0-9a-fA-F]{40}$")
+MAX_ENDPOINT_BYTES = 256  # DeviceRegistry's MAX_ENDPOINT_LENGTH
+
+
+def check_endpoint(url: str, what: str = "endpoint") -> str:
+    """``url`` if it is a usable ws:// or wss:// URL (a host, IPv6 literals in brackets, a valid port, at most
+    MAX_ENDPOINT_BYTES bytes, no whitespace), else ConfigError saying what is wrong. The one check used by
+    the config, ``init``, ``register`` and ``set-endpoint``: nothing unusable is ever sent on chain."""
+    example = "e.g. wss://vpn.example.org/ws or ws://[2001:db8::1]:8443/ws"
+    if not re.match(r"^wss?://", url):
+        raise ConfigError(f"{what} {url!r} must be a ws:// or wss:// URL, {example}")
+    if any(c.isspace() for c in url):
+        raise ConfigError(f"{what} {url!r} contains whitespace")
+    if len(url.encode()) > MAX_ENDPOINT_BYTES:
+        raise ConfigError(f"{what} is {len(url.encode())} bytes long; at most {MAX_ENDPOINT_BYTES} are allowed")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{what} {url!r} is not a valid URL ({exc}), {example}") from None
+    host = parts.hostname
+    if not host:
+        raise ConfigError(f"{what} {url!r} has no host, {example}")
+    if "[" in parts.netloc:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"{what} {url!r}: {host!r} in brackets is not an IPv6 address") from None
+    elif ":" in host:
+        raise ConfigError(f"{what} {url!r}: write an IPv6 address in brackets, e.g. ws://[::1]:8443/ws")
+    if port == 0:
+        raise ConfigError(f"{what} {url!r}: port 0 is not a port to dial")
+    return url
+
+
+def _scalar_kind(annotation: Any) -> set[type]:
+    """The builtin scalar types an annotation accepts (``int | None`` -> {int, NoneType})."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return set().union(*(_scalar_kind(a) for a in typing.get_args(annotation)))
+    if typing.get_origin(annotation) is Literal:
+        return {type(a) for a in typing.get_args(annotation)}
+    return {annotation} if isinstance(annotation, type) else set()
+
+
+class _Strict(BaseModel):
+    """Reject YAML booleans where a number is expected (``network_id: true``; pydantic would read 1) and
+    numbers or booleans where text is expected; the message names the key."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_types(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for key, value in data.items():
+            field = cls.model_fields.get(key) if isinstance(key, str) else None
+            if field is None:
+                continue
+            kinds = _scalar_kind(field.annotation)
+            if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
+                raise ValueError(f"`{key}` must be a number, not {str(value).lower()}")
+            if isinstance(value, bool | int | float) and not isinstance(value, bool) and kinds & {str, Path} \
+                    and not kinds & {int, float}:
+                raise ValueError(f"`{key}` must be text, not the number {value}: quote it")
+            if isinstance(value, bool) and kinds & {str, Path} and bool not in kinds and not kinds & {int, float}:
+                raise ValueError(f"`{key}` must be text, not {str(value).lower()}")
+        return data
 
 
 def default_config_dir() -> Path:
@@ -52,13 +123,13 @@ def default_config_path() -> Path:
     return default_config_dir() / "config.yaml"
 
 
-class TunConfig(BaseModel):
+class TunConfig(_Strict):
     model_config = ConfigDict(extra="forbid")
     name: str = Field("sm0", min_length=1, max_length=15, pattern=r"^[A-Za-z0-9_.-]+$")
     mtu: int = Field(65000, ge=576, le=65535)  # large: the tunnel rides TCP (docs/mesh.md)
 
 
-class PaymentsConfig(BaseModel):
+class PaymentsConfig(_Strict):
     """Relay payments (docs/payments.md "Integration"). Device side (``up``):
 
     * ``sign_receipts``: ``auto`` (default) signs receipts when the signer key can be unlocked without a
@@ -86,7 +157,7 @@ class PaymentsConfig(BaseModel):
     escrow_refresh_seconds: float = Field(10.0, gt=0)
 
 
-class Config(BaseModel):
+class Config(_Strict):
     """A node's configuration (see module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -108,6 +179,7 @@ class Config(BaseModel):
     tun: TunConfig = Field(default_factory=TunConfig)
     payments: PaymentsConfig = Field(default_factory=PaymentsConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    rpc_timeout: float = Field(60.0, gt=0, le=3600)  # seconds: each command's overall deadline for the RPC
 
     @field_validator("rpc_url")
     @classmethod
@@ -134,25 +206,30 @@ class Config(BaseModel):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, v: str | None) -> str | None:
-        if v is not None and (not re.match(r"^wss?://[^\s/]+", v) or len(v.encode()) > 256):
-            raise ValueError("expected a ws:// or wss:// URL of at most 256 bytes, e.g. wss://host.example/ws")
+        if v is not None:
+            try:
+                check_endpoint(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return v
 
     @field_validator("relays")
     @classmethod
     def _relays(cls, v: list[str]) -> list[str]:
         for url in v:
-            if not re.match(r"^wss?://[^\s/]+", url):
-                raise ValueError(f"expected a list of ws:// or wss:// URLs; {url!r} is not one")
+            try:
+                check_endpoint(url, "relay URL")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return v
 
     @model_validator(mode="after")
-    def _chain_source(self) -> "Config":
+    def _chain_source(self) -> Config:
         if self.deployments is None and (self.chain_id is None or self.registry is None):
             raise ValueError("set `deployments` (a deployment record) or both `chain_id` and `registry`")
         return self
 
-    def resolve_paths(self, base: Path) -> "Config":
+    def resolve_paths(self, base: Path) -> Config:
         """Make relative paths relative to ``base`` (the config file's folder)."""
         def fix(p: Path | None) -> Path | None:
             if p is None:
@@ -171,15 +248,16 @@ class Config(BaseModel):
         })
 
 
-def _describe(err: dict, data: object) -> str:
+def _describe(err: ErrorDetails, data: object) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         parent = data
         for part in err["loc"][:-1]:
             parent = parent.get(part, {}) if isinstance(parent, dict) else {}
-        model = Config
+        model: type[BaseModel] = Config
+        sections: dict[str, type[BaseModel]] = {"tun": TunConfig, "payments": PaymentsConfig}
         for part in err["loc"][:-1]:
-            model = {"tun": TunConfig, "payments": PaymentsConfig}.get(str(part), model)
+            model = sections.get(str(part), model)
         close = difflib.get_close_matches(str(err["loc"][-1]), list(model.model_fields), n=1)
         hint = f" (did you mean `{'.'.join(map(str, err['loc'][:-1] + (close[0],)))}`?)" if close else ""
         return f"unknown key `{loc}`{hint}"
@@ -207,17 +285,43 @@ def parse_config(data: object, source: str = "config", base: Path | None = None)
     return cfg.resolve_paths(base or Path.cwd())
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise _DuplicateKey(f"`{key}` is given twice (lines {seen[key] + 1} and "
+                                    f"{key_node.start_mark.line + 1}): keep one")
+            if isinstance(key, str | int | float | bool):
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read and validate the config file (default ``default_config_path()``)."""
     p = Path(path).expanduser() if path else default_config_path()
     try:
-        text = p.read_text()
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p} is not a text (UTF-8) file: byte {exc.start} is {exc.object[exc.start]:#04x}; "
+                          "a config is YAML text: see docs/cli.md") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p} is a directory; --config wants the YAML file") from None
     except FileNotFoundError:
         raise ConfigError(f"no config file at {p}: run `shadowmesh-client init` or pass --config") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {p}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{p}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -231,6 +335,9 @@ def write_config(path: Path, values: dict) -> None:
     if path.exists():
         raise ConfigError(f"{path} already exists; edit it or choose another --config")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(values, sort_keys=False))
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(yaml.safe_dump(values, sort_keys=False))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -2,7 +2,7 @@
 both ends of a link must agree on, the status file, logging set-up, signal handling and the Prometheus
 metrics server.
 
-May import: directory, transport.config, errors, prometheus_client. Imports nothing of node/ or relay/.
+May import: directory, transport.config, errors, observability, prometheus_client. Imports nothing of node/ or relay/.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import logging
 import os
 import signal
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from shadowmesh_client.errors import ChainError
 from shadowmesh_client.transport.config import LinkLimits
@@ -77,11 +78,16 @@ def write_status_file(path: str | os.PathLike[str] | None, status: dict[str, Any
 
 
 # ---- logging and signals ------------------------------------------------------------------------------
-def setup_logging(level: str) -> None:
-    """Daemon logging to stderr at ``level`` (DEBUG, INFO, ...); websockets' own chatter at WARNING."""
-    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(level: str, fmt: str = "text", secrets: Iterable[str] = ()) -> Any:
+    """Daemon logging to stderr at ``level`` (DEBUG, INFO, ...) as ``fmt`` (``text`` or ``json``: one
+    object per line, spec levels; observability/logs.py), every string of ``secrets`` (secret path, key
+    material) redacted; websockets' own chatter at WARNING. Returns the Redactor (``add`` more secrets)."""
+    from shadowmesh_client.observability.logs import configure
+
+    redactor = configure(level, fmt, secrets)
     logging.getLogger("websockets").setLevel(logging.WARNING)
     logging.getLogger("shadowmesh_client.transport.websockets").setLevel(logging.WARNING)
+    return redactor
 
 
 def run_until_signalled(daemon_run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -98,14 +104,13 @@ def run_until_signalled(daemon_run: Callable[[asyncio.Event], Awaitable[None]]) 
 
 
 # ---- metrics ------------------------------------------------------------------------------------------
-def start_metrics_server(port: int, collector: Any, host: str = "127.0.0.1") -> Any:
-    """Serve ``collector`` (a prometheus_client collector) on ``host:port`` from prometheus_client's HTTP
-    thread, in a registry of its own (not the process-global REGISTRY). The collector runs on that
-    thread: it must read only immutable snapshots (see each daemon's ``metrics_snapshot``). Returns the
-    server (``shutdown()`` it on exit)."""
-    from prometheus_client import CollectorRegistry, start_http_server
+def start_metrics_server(port: int, collector: Any, host: str = "127.0.0.1", *, published: Any = None,
+                         extra: Iterable[Any] = ()) -> Any:
+    """Serve ``collector`` (+ ``extra`` collectors and the process collector: CPU, memory) on ``host:port``
+    from an HTTP thread of its own, in a registry of its own (not the process-global REGISTRY), with
+    ``/healthz`` and ``/livez`` answered from ``published`` (an observability.snapshot.Published; see
+    observability/http.py). The collectors run on that thread: they must read only immutable snapshots
+    the loop publishes. Returns the server (``shutdown()`` then ``server_close()`` it on exit)."""
+    from shadowmesh_client.observability.http import serve
 
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(collector)
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-    return server
+    return serve(host, port, [collector, *extra], published)

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable
 
 from shadowmesh_client.crypto import Identity, open_with_passphrase, seal_with_passphrase
 from shadowmesh_client.errors import KeystoreError
@@ -54,10 +54,11 @@ def has_real_keyring() -> bool:
 def resolve_passphrase(
     passphrase_file: str | os.PathLike | None,
     prompt: Callable[[], str] | None,
-    env: dict | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """The passphrase from a file, else $SHADOWMESH_PASSPHRASE, else ``prompt()``; KeystoreError if none."""
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     if passphrase_file:
         try:
             return Path(passphrase_file).expanduser().read_text().rstrip("\r\n")
@@ -172,7 +173,7 @@ class DeviceKeystore:
 
             try:
                 seed_hex = keyring.get_password(KEYRING_SERVICE, str(self.path))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - keyring backends raise backend-specific types
                 raise KeystoreError(f"the OS keychain is unavailable ({type(exc).__name__})") from None
             if not seed_hex:
                 raise KeystoreError(f"the OS keychain has no key for {self.path}: was it deleted?")

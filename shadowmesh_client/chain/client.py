@@ -9,13 +9,18 @@
   do; reverts name the contract's custom error in words (``explain_error``).
 - ``load_owner_account(path, password)``: the owner's eth-account keystore (JSON v3). A raw private key is
   never accepted on the command line.
+- ``explain_error``: EVERY custom error of both contracts (and of the OpenZeppelin code they inherit) has a
+  sentence in ``_MESSAGES``; tests/client/cli/test_errors_in_words.py walks both ABIs to keep it so. Token
+  amounts are shown in SMT (``smt``), not base units.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,16 @@ from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from shadowmesh_client.errors import ChainError, ConfigError, KeystoreError
 
 STATUS_NAMES = {0: "not registered", 1: "pending approval", 2: "active", 3: "suspended", 4: "revoked"}
+UINT256_MAX = 2**256 - 1
+SMT_DECIMALS = 18  # ERC-20 decimals of ShadowMeshToken
+LOCAL_CHAIN_IDS = frozenset({31337, 1337})  # anvil / hardhat and ganache / geth --dev
+
+
+def smt(base_units: int) -> str:
+    """Token base units as an SMT decimal string ("1.5 SMT"); the one formatter of errors and prompts."""
+    whole, frac = divmod(abs(int(base_units)), 10**SMT_DECIMALS)
+    frac_text = f"{frac:0{SMT_DECIMALS}d}".rstrip("0")
+    return ("-" if base_units < 0 else "") + f"{whole}" + (f".{frac_text}" if frac_text else "") + " SMT"
 
 
 @dataclass(frozen=True)
@@ -80,11 +95,21 @@ def load_owner_account(path: str | os.PathLike, password: str):
             f"owner keystore {p} not found: create one with `shadowmesh-client account new` or set owner_keystore"
         ) from None
     except ValueError:
-        raise KeystoreError(f"owner keystore {p} is not a JSON keystore file") from None
+        raise KeystoreError(f"owner keystore {p} is not an eth-account keystore file (not JSON)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeystoreError(f"cannot read the owner keystore {p}: {exc}") from None
+    if not isinstance(blob, dict) or not isinstance(blob.get("crypto") or blob.get("Crypto"), dict):
+        raise KeystoreError(f"owner keystore {p} is not an eth-account keystore file (JSON v3 with `crypto`): "
+                            "create one with `shadowmesh-client account new` or `account import`")
     try:
         key = Account.decrypt(blob, password)
-    except ValueError:
-        raise KeystoreError(f"wrong password for the owner keystore {p} (or the file is corrupted)") from None
+    except ValueError as exc:
+        if "MAC mismatch" in str(exc) or "password" in str(exc).lower():
+            raise KeystoreError(f"wrong password for the owner keystore {p}") from None
+        raise KeystoreError(f"owner keystore {p} is damaged or not a keystore file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - eth-keyfile raises KeyError/TypeError/... on malformed files
+        raise KeystoreError(f"owner keystore {p} is damaged or not a keystore file "
+                            f"({type(exc).__name__}: {exc})") from None
     return Account.from_key(key)
 
 
@@ -95,8 +120,21 @@ def _h(b: bytes) -> str:
     return "0x" + b.hex()
 
 
-_MESSAGES = {
-    "DeviceRegistryUnknownNetwork": lambda a: f"network {a[0]} does not exist",
+def _role(role: bytes) -> str:
+    from eth_utils import keccak
+
+    for name in ("DEFAULT_ADMIN_ROLE", "MINTER_ROLE", "REWARDER_ROLE", "PAUSER_ROLE"):
+        if role == (b"\x00" * 32 if name == "DEFAULT_ADMIN_ROLE" else keccak(text=name)):
+            return name
+    return _h(role)
+
+
+# Every custom error of DeviceRegistry and ShadowMeshToken (their own and those inherited from OpenZeppelin),
+# in words. The arguments arrive decoded, addresses checksummed, in ABI order.
+_MESSAGES: dict[str, Callable[[list[Any]], str]] = {
+    # ---- DeviceRegistry
+    "DeviceRegistryUnknownNetwork": lambda a: (
+        f"network {a[0]} does not exist on this registry: check `network_id` (or create it with `network create`)"),
     "DeviceRegistryUnknownDevice": lambda a: f"no device has id {_h(a[0])}",
     "DeviceRegistryNotNetworkAdmin": lambda a: f"{a[1]} is not the admin of network {a[0]}",
     "DeviceRegistryNotDeviceOwner": lambda a: f"{a[1]} does not own device {_h(a[0])}",
@@ -119,25 +157,56 @@ _MESSAGES = {
     "DeviceRegistryZeroAddress": lambda a: "the zero address is not allowed here",
     "DeviceRegistryNoFees": lambda a: "there are no fees to withdraw",
     "DeviceRegistryNameTooLong": lambda a: f"the network name is {a[0]} bytes long; at most {a[1]} are allowed",
+    "DeviceRegistryIndexOutOfRange": lambda a: f"{a[0]} owns fewer than {a[1] + 1} devices",
+    # ---- ShadowMeshToken
+    "ShadowMeshTokenZeroAmount": lambda a: "the amount must be more than 0 SMT",
+    "ShadowMeshTokenZeroAddress": lambda a: "the zero address is not allowed here",
+    "ShadowMeshTokenEmptyBatch": lambda a: "the claim batch is empty: there is nothing to claim",
+    "ShadowMeshTokenInsufficientEscrow": lambda a: (
+        f"the escrow of {a[0]} holds {smt(a[1])}, less than the {smt(a[2])} needed"),
+    "ShadowMeshTokenEscrowOverflow": lambda a: (
+        f"depositing {smt(a[0])} would take the escrow over its maximum of {smt(2**96 - 1)}: deposit less"),
+    "ShadowMeshTokenEscrowEmpty": lambda a: (
+        f"the escrow of {a[0]} is empty (the relay's price is {a[1]} base units per byte): nothing to pay from"),
+    "ShadowMeshTokenInvalidDelay": lambda a: f"a withdrawal delay of {a[0]} s is above the maximum of {a[1]} s",
+    "ShadowMeshTokenInvalidSigner": lambda a: (
+        f"{a[0]} may not sign receipts for {a[1]}: the payer must run `authorize-signer {a[0]}`"),
+    "ShadowMeshTokenNoWithdrawalRequested": lambda a: (
+        f"no withdrawal is pending for {a[0]}: run `withdraw --amount X` first"),
+    "ShadowMeshTokenWithdrawalLocked": lambda a: (
+        f"the withdrawal notice period of {a[0]} has not passed yet (it unlocks at block time {a[1]}, "
+        f"{datetime.fromtimestamp(a[1], UTC).strftime(DATE_FORMAT)})"),
+    "ShadowMeshTokenRelayPriceNotSet": lambda a: (
+        f"relay {a[0]} has no price set: run `shadowmesh-client set-price PRICE` first"),
+    "ShadowMeshTokenStaleReceipt": lambda a: (
+        f"the receipt covers {a[0]} bytes but {a[1]} bytes are already paid: it is older than a claimed one"),
+    "ShadowMeshTokenZeroPrice": lambda a: f"relay {a[0]} charges 0 per byte: there is nothing to claim from {a[1]}",
+    # ---- OpenZeppelin, inherited
+    "AccessControlUnauthorizedAccount": lambda a: f"{a[0]} lacks the role {_role(a[1])} this needs",
+    "AccessControlBadConfirmation": lambda a: "an account can only renounce its own roles",
+    "ERC20InsufficientBalance": lambda a: f"{a[0]} holds {smt(a[1])}, less than the {smt(a[2])} needed",
+    "ERC20InsufficientAllowance": lambda a: f"{a[0]} may spend {smt(a[1])} only, less than the {smt(a[2])} needed",
+    "ERC20InvalidApprover": lambda a: f"{a[0]} cannot approve spending (the zero address)",
+    "ERC20InvalidReceiver": lambda a: f"{a[0]} cannot receive SMT (the zero address)",
+    "ERC20InvalidSender": lambda a: f"{a[0]} cannot send SMT (the zero address)",
+    "ERC20InvalidSpender": lambda a: f"{a[0]} cannot be approved as a spender (the zero address)",
+    "ERC2612ExpiredSignature": lambda a: f"the permit signature expired at block time {a[0]}",
+    "ERC2612InvalidSigner": lambda a: f"the permit is signed by {a[0]}, not by the owner {a[1]}",
+    "InvalidAccountNonce": lambda a: f"the signature's nonce is stale: the next nonce of {a[0]} is {a[1]}",
+    "ECDSAInvalidSignature": lambda a: "the signature is invalid",
+    "ECDSAInvalidSignatureLength": lambda a: f"the signature is {a[0]} bytes long; it must be 65",
+    "ECDSAInvalidSignatureS": lambda a: "the signature is malleable (its s value is too high)",
+    "InvalidShortString": lambda a: "a name is too long for the contract's short-string encoding",
+    "StringTooLong": lambda a: f"the text {a[0]!r} is too long for the contract",
+    "FailedCall": lambda a: "an internal call of the contract failed",
+    "InsufficientBalance": lambda a: f"the contract holds {a[0]} wei, less than the {a[1]} wei needed",
 }
 
-# ShadowMeshToken's errors: the words, followed by the decoded error itself.
-_TOKEN_WORDS = {
-    "ShadowMeshTokenZeroAmount": "the amount must be positive",
-    "ShadowMeshTokenInsufficientEscrow": "the escrow holds less than that amount",
-    "ShadowMeshTokenNoWithdrawalRequested": "no withdrawal is pending: run `withdraw --amount X` first",
-    "ShadowMeshTokenWithdrawalLocked": "the withdrawal notice period has not passed yet",
-    "ShadowMeshTokenRelayPriceNotSet": "this relay has no price set: run `shadowmesh-client set-price PRICE` first",
-    "ERC20InsufficientBalance": "the account holds fewer SMT than that amount",
-}
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S UTC"  # every date the CLI prints
 
 
 def _plain(name: str, args: list) -> str:
     return f"{name}({', '.join(map(str, args))})"
-
-
-for _name, _words in _TOKEN_WORDS.items():
-    _MESSAGES[_name] = lambda a, n=_name, w=_words: f"{w} ({_plain(n, a)})"
 
 
 def _error_table(abi: list) -> dict[bytes, tuple[str, list[str]]]:
@@ -170,8 +239,9 @@ def explain_error(data: bytes | str | None, abi: list) -> str:
         args = list(abi_decode(types, body))
     except Exception:  # noqa: BLE001 - malformed revert data: still name the error
         return f"reverted with {name} (undecodable arguments)"
-    args = [to_checksum_address(a) if t == "address" else a for t, a in zip(types, args)]
-    return _MESSAGES.get(name, lambda a: _plain(name, a))(args)
+    args = [to_checksum_address(a) if t == "address" else a for t, a in zip(types, args, strict=True)]
+    words = _MESSAGES.get(name)
+    return words(args) if words is not None else f"the contract refused: {_plain(name, args)}"
 
 
 def _revert_data(exc: BaseException) -> bytes | None:
@@ -197,19 +267,25 @@ def _revert_data(exc: BaseException) -> bytes | None:
 class Chain:
     """A connection to the node at ``rpc_url`` for ``deployment``'s chain (checked on connect)."""
 
-    def __init__(self, rpc_url: str, deployment: Deployment, *, timeout: float = 10.0) -> None:
-        from web3 import HTTPProvider, Web3
+    def __init__(self, rpc_url: str, deployment: Deployment, *, timeout: float = 10.0,
+                 watch: Callable[[str, str], Any] | None = None) -> None:
+        """``timeout``: seconds per HTTP request. ``watch(url, method)``: a context manager wrapped around every
+        request (chain.deadline.Deadline.watch: the command's overall deadline and progress line)."""
+        from web3 import Web3
 
         if not rpc_url.startswith(("http://", "https://")):
             raise ConfigError(f"rpc_url {rpc_url!r} must be an http:// or https:// URL")
         self.rpc_url = rpc_url
         self.deployment = deployment
-        self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        self.timeout = timeout
+        provider = _WatchedProvider(rpc_url, request_kwargs={"timeout": timeout})
+        provider.watch = watch
+        self.w3 = Web3(provider)
         try:
             chain_id = self.w3.eth.chain_id
         except Exception as exc:  # noqa: BLE001 - requests/aiohttp/OS errors: all mean "unreachable"
             raise ChainError(
-                f"cannot reach the RPC endpoint {rpc_url} ({type(exc).__name__}): is the node running? check rpc_url"
+                f"cannot reach the RPC endpoint {rpc_url} ({_why(exc, timeout)}): is the node running? check rpc_url"
             ) from None
         if chain_id != deployment.chain_id:
             raise ChainError(
@@ -217,7 +293,25 @@ class Chain:
                 f"{deployment.chain_id}; point rpc_url and deployments at the same network"
             )
         self.chain_id = chain_id
-        self.registry = self.w3.eth.contract(address=deployment.registry, abi=deployment.registry_abi)
+        self.registry = self.w3.eth.contract(address=to_checksum_address(deployment.registry),
+                                             abi=deployment.registry_abi)
+        self._checked_code: set[str] = set()
+
+    def require_code(self, address: str, name: str) -> None:
+        """ChainError unless a contract is deployed at ``address`` (a record from another chain instance, an
+        anvil that was restarted, would otherwise read as empty: "0 peers")."""
+        if address in self._checked_code:
+            return
+        try:
+            code = self.w3.eth.get_code(to_checksum_address(address))
+        except Exception as exc:  # noqa: BLE001 - web3 raises many unrelated types; all become ChainError
+            raise ChainError(f"cannot reach the RPC endpoint {self.rpc_url} ({_why(exc, self.timeout)})") from None
+        if not code:
+            local = (" (a local chain restarted since? run `make chain` again)"
+                     if self.chain_id in LOCAL_CHAIN_IDS else "")
+            raise ChainError(f"there is no {name} contract at {address} on chain {self.chain_id}{local}: "
+                             f"{self.deployment.path} does not describe this chain's contracts")
+        self._checked_code.add(address)
 
     def explain(self, exc: BaseException) -> str:
         """A failed call or transaction in words: the custom errors of both contracts, Error(string), Panic."""
@@ -228,18 +322,20 @@ class Chain:
 
     def call(self, fn: Any) -> Any:
         """A view call; reverts become ChainError in words."""
+        self.require_code(fn.address, _contract_name(self, fn.address))
         try:
             return fn.call()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - web3 raises many unrelated types; all become ChainError
             raise ChainError(self.explain(exc)) from None
 
     def transact(self, account: Any, fn: Any, *, value: int = 0, timeout: float = 120.0) -> Any:
         """Send ``fn`` (a bound contract function) from ``account``; return the receipt (status 1)."""
         w3 = self.w3
         sender = account.address
+        self.require_code(fn.address, _contract_name(self, fn.address))
         try:
             gas = fn.estimate_gas({"from": sender, "value": value})
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - web3 raises many unrelated types; all become ChainError
             raise ChainError(self.explain(exc)) from None
         gas = int(gas * 1.2) + 10_000
         try:
@@ -248,8 +344,8 @@ class Chain:
             tip = int(w3.eth.max_priority_fee) if base_fee else 0
             nonce = w3.eth.get_transaction_count(sender, "pending")
             balance = w3.eth.get_balance(sender)
-        except Exception as exc:  # noqa: BLE001
-            raise ChainError(f"cannot reach the RPC endpoint {self.rpc_url} ({type(exc).__name__})") from None
+        except Exception as exc:  # noqa: BLE001 - web3 raises many unrelated types; all become ChainError
+            raise ChainError(f"cannot reach the RPC endpoint {self.rpc_url} ({_why(exc, self.timeout)})") from None
         if base_fee:
             max_fee = 2 * base_fee + tip
             fees = {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
@@ -258,9 +354,11 @@ class Chain:
             fees = {"gasPrice": max_fee}
         cost = gas * max_fee + value
         if balance < cost:
+            faucet = (" (on this local chain: `shadowmesh-client dev faucet`)" if self.chain_id in LOCAL_CHAIN_IDS
+                      else "")
             raise ChainError(
-                f"account {sender} has {balance} wei on chain {self.chain_id} but this transaction may cost up to "
-                f"{cost} wei: fund the owner account"
+                f"account {sender} has {_eth(balance)} on chain {self.chain_id} but this transaction may cost up to "
+                f"{_eth(cost)}: fund the owner account{faucet}"
             )
         tx = fn.build_transaction(
             {"from": sender, "value": value, "gas": gas, "nonce": nonce, "chainId": self.chain_id, **fees}
@@ -269,16 +367,67 @@ class Chain:
         try:
             tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
             receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - web3 raises many unrelated types; all become ChainError
             msg = str(exc)
             if "insufficient funds" in msg.lower():
                 raise ChainError(f"account {sender} has too little to pay for this transaction: fund it") from None
-            raise ChainError(f"sending the transaction failed: {msg.splitlines()[0] if msg else type(exc).__name__}") from None
+            first = msg.splitlines()[0] if msg else type(exc).__name__
+            raise ChainError(f"sending the transaction failed: {first}") from None
         if receipt["status"] != 1:
             try:
                 fn.call({"from": sender, "value": value}, block_identifier=receipt["blockNumber"])
                 reason = "the transaction reverted"
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - web3 raises many unrelated types; all become ChainError
                 reason = self.explain(exc)
             raise ChainError(f"{reason} (tx {receipt['transactionHash'].hex()})")
         return receipt
+
+
+def _eth(wei: int) -> str:
+    """Wei as the chain's native coin, readable ("0.0021 ETH/POL (2100000000000000 wei)")."""
+    return f"{wei / 10**18:.6g} ETH/POL ({wei} wei)"
+
+
+def _why(exc: BaseException, timeout: float) -> str:
+    """Why a request failed, in words (requests' exception class names mean little to a user)."""
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return f"no answer in {timeout:g} s"
+    if "Connection" in name:
+        return "connection refused or no route"
+    return name
+
+
+def _contract_name(chain: Chain, address: str) -> str:
+    return "DeviceRegistry" if address == chain.deployment.registry else "ShadowMeshToken"
+
+
+def _make_watched_provider() -> type:
+    from web3 import HTTPProvider
+
+    class WatchedProvider(HTTPProvider):
+        """web3's HTTPProvider with every request wrapped in ``watch(url, method)`` when set."""
+
+        watch: Callable[[str, str], Any] | None = None
+
+        def make_request(self, method: Any, params: Any) -> Any:
+            if self.watch is None:
+                return super().make_request(method, params)
+            with self.watch(str(self.endpoint_uri), str(method)):
+                return super().make_request(method, params)
+
+    return WatchedProvider
+
+
+class _LazyProvider:
+    """Build the provider class on first use: importing web3 costs ~0.5 s, and the CLI imports this module."""
+
+    _cls: type | None = None
+
+    def __call__(self, *args: Any, **kw: Any) -> Any:
+        if _LazyProvider._cls is None:
+            _LazyProvider._cls = _make_watched_provider()
+        return _LazyProvider._cls(*args, **kw)
+
+
+_WatchedProvider = _LazyProvider()

@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from shadowmesh_client.chain import STATUS_NAMES, Chain
+from shadowmesh_client.config import check_endpoint
 from shadowmesh_client.crypto import Identity
 from shadowmesh_client.directory.events import JoinPolicy
-from shadowmesh_client.directory.proof import device_id as compute_device_id, proof_message
-from shadowmesh_client.errors import ChainError
+from shadowmesh_client.directory.proof import device_id as compute_device_id
+from shadowmesh_client.directory.proof import proof_message
+from shadowmesh_client.errors import ChainError, ConfigError
 
 
 @dataclass
@@ -32,6 +34,8 @@ class TxResult:
     overlay_address: str | None = None
     expires_at: int | None = None
     status: str | None = None
+    relay: bool | None = None
+    endpoint: str | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -55,6 +59,8 @@ def device_id_hex(network_id: int, owner: str, public_key: bytes) -> str:
 def register(chain: Chain, account: Any, identity: Identity, network_id: int, *, endpoint: str | None = None,
              relay: bool = False) -> TxResult:
     """Sign the proof with the device key and register it in ``network_id`` from ``account``."""
+    if endpoint:
+        check_endpoint(endpoint)
     pk = identity.public_key
     proof = identity.sign(proof_message(chain.chain_id, chain.deployment.registry, network_id, account.address, pk))
     fee = chain.call(chain.registry.functions.registrationFee())
@@ -94,9 +100,22 @@ def renew(chain: Chain, account: Any, device_id: str) -> TxResult:
     return _receipt("renew", receipt, device_id=device_id, expires_at=logs[0]["args"]["expiresAt"] if logs else None)
 
 
-def set_endpoint(chain: Chain, account: Any, device_id: str, endpoint: str | None, relay: bool) -> TxResult:
-    fn = chain.registry.functions.updateEndpoint(_id(device_id), endpoint or "", relay)
-    return _receipt("set-endpoint", chain.transact(account, fn), device_id=device_id)
+def set_endpoint(chain: Chain, account: Any, device_id: str, endpoint: str | None,
+                 relay: bool | None = None) -> TxResult:
+    """Publish ``endpoint`` (None clears it). ``relay`` None keeps the device's current relay flag."""
+    if endpoint:
+        check_endpoint(endpoint)
+    did = _id(device_id)
+    if relay is None:
+        rec = chain.call(chain.registry.functions.devices(did))
+        if int(rec[6]) == 0:
+            raise ChainError(f"no device has id {device_id}: register it first")
+        relay = bool(rec[7])
+    fn = chain.registry.functions.updateEndpoint(did, endpoint or "", relay)
+    r = _receipt("set-endpoint", chain.transact(account, fn), device_id=device_id)
+    r.relay = relay
+    r.endpoint = endpoint or ""
+    return r
 
 
 def approve(chain: Chain, account: Any, device_id: str) -> TxResult:
@@ -116,13 +135,25 @@ def create_network(chain: Chain, account: Any, name: str, policy: str, period: i
     return _receipt("network-create", receipt, network_id=logs[0]["args"]["networkId"] if logs else None)
 
 
+def require_network(chain: Chain, network_id: int) -> None:
+    """ConfigError unless ``network_id`` exists on this registry (a view call)."""
+    count = int(chain.call(chain.registry.functions.networkCount()))
+    if not 1 <= network_id <= count:
+        have = f"networks 1 to {count}" if count else "no network yet"
+        raise ConfigError(f"network {network_id} does not exist on the registry at {chain.deployment.registry} "
+                          f"(chain {chain.chain_id} has {have}): check `network_id`, or create one with "
+                          "`shadowmesh-client network create NAME`")
+
+
 def device_status(chain: Chain, network_id: int, owner: str, public_key: bytes) -> dict:
-    """This device's record on chain (a view call: no transaction)."""
+    """This device's record on chain (view calls: no transaction). ``status`` says "expired" when the
+    registration is active but past ``expires_at`` by the chain's clock (the latest block's timestamp)."""
+    require_network(chain, network_id)
     did = compute_device_id(network_id, owner, public_key)
     rec = chain.call(chain.registry.functions.devices(did))
     # Device(owner, networkId, overlayAddress, publicKey, registeredAt, expiresAt, status, relay)
     status = int(rec[6])
-    out = {
+    out: dict[str, Any] = {
         "device_id": "0x" + did.hex(),
         "network_id": network_id,
         "owner": owner,
@@ -130,8 +161,13 @@ def device_status(chain: Chain, network_id: int, owner: str, public_key: bytes) 
         "status": STATUS_NAMES.get(status, str(status)),
     }
     if status:
+        chain_time = int(chain.w3.eth.get_block("latest")["timestamp"])
+        expires_at = int(rec[5])
+        if status == 2 and expires_at <= chain_time:
+            out["status"] = "expired"
         out.update(
-            overlay_address=str(ipaddress.IPv4Address(rec[2])), registered_at=int(rec[4]), expires_at=int(rec[5]),
-            relay=bool(rec[7]), valid_now=bool(chain.call(chain.registry.functions.verifyDevice(did))),
+            overlay_address=str(ipaddress.IPv4Address(rec[2])), registered_at=int(rec[4]), expires_at=expires_at,
+            chain_time=chain_time, relay=bool(rec[7]),
+            valid_now=bool(chain.call(chain.registry.functions.verifyDevice(did))),
         )
     return out

@@ -2,4 +2,4 @@
 
 from shadowmesh_client.cli import main
 
-main()
+main(prog_name="shadowmesh-client")

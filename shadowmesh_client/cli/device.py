@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import click
 
 from shadowmesh_client.chain import registry as devices
-from shadowmesh_client.cli.common import State, emit, json_option, tx_lines
+from shadowmesh_client.cli.common import State, dict_lines, emit, json_option, tx_lines, when
 from shadowmesh_client.errors import ChainError, ConfigError
-
 
 # ---------------------------------------------------------------- init
 
@@ -33,21 +32,25 @@ from shadowmesh_client.errors import ChainError, ConfigError
 @json_option
 @click.pass_obj
 def init(state: State, rpc_url, deployments, network_id, endpoint, owner_keystore, keystore_backend, as_json):
-    """Create the config (if missing) and the device's Ed25519 key, encrypted at rest."""
-    from shadowmesh_client.config import default_config_path, write_config
+    """Create the config (if missing) and the device's Ed25519 key, encrypted at rest.
+
+    Writes nothing unless it succeeds: the config is validated and the passphrase read first; the key is
+    written, then the config (a failed attempt leaves nothing behind that would block the retry)."""
+    from shadowmesh_client.config import check_endpoint, default_config_path, parse_config, write_config
     from shadowmesh_client.identity import resolve_passphrase
 
     path = Path(state.config_path) if state.config_path else default_config_path()
-    created_config = False
+    values = None
     if not path.exists():
+        if endpoint:
+            check_endpoint(endpoint)
         values = {k: v for k, v in {
             "rpc_url": rpc_url, "deployments": deployments and str(Path(deployments).resolve()),
             "network_id": network_id, "endpoint": endpoint,
             "owner_keystore": owner_keystore and str(Path(owner_keystore).resolve()),
             "keystore_backend": keystore_backend, "device_key": "device.key", "state_dir": "state",
         }.items() if v is not None}
-        write_config(path, values)
-        created_config = True
+        state._config = parse_config(values, str(path), path.parent.resolve())  # type: ignore[assignment]
     elif any(v is not None for v in (rpc_url, deployments, network_id, endpoint, owner_keystore, keystore_backend)):
         raise ConfigError(f"{path} already exists: edit it instead of passing options to init")
     state.config_path = str(path)
@@ -57,14 +60,15 @@ def init(state: State, rpc_url, deployments, network_id, endpoint, owner_keystor
     else:
         passphrase = None
         if not ks.uses_keyring():
-            prompt = (lambda: click.prompt("New device key passphrase", hide_input=True, confirmation_prompt=True)) \
-                if sys.stdin.isatty() else None
+            prompt = (lambda: state._prompt("New device key passphrase", confirm=True)) if sys.stdin.isatty() else None
             passphrase = resolve_passphrase(state.passphrase_file, prompt)
         pub, created_key = ks.create(passphrase).public_key, True
-    data = {"config": str(path), "config_created": created_config, "device_key": str(ks.path),
+    if values is not None:
+        write_config(path, values)
+    data = {"config": str(path), "config_created": values is not None, "device_key": str(ks.path),
             "key_created": created_key, "backend": "keyring" if ks.uses_keyring() else "file", "public_key": pub.hex()}
     emit(as_json, data, "\n".join([
-        f"config: {path}{' (created)' if created_config else ''}",
+        f"config: {path}{' (created)' if values is not None else ''}",
         f"device key: {ks.path} ({data['backend']}{', created' if created_key else ', already existed'})",
         f"public key: {pub.hex()}",
     ]))
@@ -98,12 +102,16 @@ device_opt = click.option("--device-id", help="Device id (0x + 64 hex; default: 
 @click.pass_obj
 def register(state: State, network_id, endpoint, relay, as_json):
     """Register this device in a network (signs the proof of possession with the device key)."""
+    from shadowmesh_client.config import check_endpoint
+
     nid = _network(state, network_id)
+    endpoint = endpoint if endpoint is not None else state.config.endpoint
+    if endpoint:
+        check_endpoint(endpoint)  # before any key is unlocked or gas estimated
     identity = state.identity()
     chain = state.chain()
     account = state.owner_account()
-    r = devices.register(chain, account, identity, nid, endpoint=endpoint if endpoint is not None else
-                         state.config.endpoint, relay=relay)
+    r = devices.register(chain, account, identity, nid, endpoint=endpoint, relay=relay)
     emit(as_json, r.to_dict(), tx_lines(r))
 
 
@@ -135,13 +143,16 @@ def renew(state: State, network_id, device_id, as_json):
 @click.argument("endpoint", required=False, default="")
 @network_opt
 @device_opt
-@click.option("--relay/--no-relay", default=False, help="Offer to relay traffic.")
+@click.option("--relay/--no-relay", default=None,
+              help="Offer (or stop offering) to relay traffic; without either, the current flag is kept.")
 @json_option
 @click.pass_obj
 def set_endpoint(state: State, endpoint, network_id, device_id, relay, as_json):
-    """Publish ENDPOINT (wss://...; omit to clear it) and the relay flag for a device."""
-    if endpoint and not endpoint.startswith(("ws://", "wss://")):
-        raise ConfigError(f"endpoint {endpoint!r} must be a ws:// or wss:// URL")
+    """Publish ENDPOINT (wss://...; omit to clear it) for a device; --relay/--no-relay also sets its relay flag."""
+    from shadowmesh_client.config import check_endpoint
+
+    if endpoint:
+        check_endpoint(endpoint)
     did = _this_device(state, network_id, device_id)
     r = devices.set_endpoint(state.chain(), state.owner_account(), did, endpoint or None, relay)
     emit(as_json, r.to_dict(), tx_lines(r))
@@ -155,14 +166,13 @@ def status(state: State, network_id, as_json):
     """Show this device's registration on chain."""
     nid = _network(state, network_id)
     data = devices.device_status(state.chain(), nid, state.owner_address(), state.keystore().public_key())
-    emit(as_json, data, "\n".join(f"{k.replace('_', ' ')}: {v}" for k, v in data.items()))
+    human = dict(data)
+    if data["status"] == "expired":
+        human["status"] = "expired (renew it with `shadowmesh-client renew`)"
+    emit(as_json, data, dict_lines(human))
 
 
 # ---------------------------------------------------------------- the directory
-
-
-def _when(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @click.command()
@@ -172,7 +182,10 @@ def _when(ts: int) -> str:
 @json_option
 @click.pass_obj
 def peers(state: State, network_id, show_all, no_sync, as_json):
-    """Sync the directory from the registry's events and list the network's peers."""
+    """Sync the directory from the registry's events and list the network's peers.
+
+    Checks first that the chain, the registry contract and the network exist; creates nothing (no state
+    file) until they do. With --no-sync, only reads what an earlier `peers` or `up` stored."""
     from shadowmesh_client.directory.syncer import open_syncer
 
     cfg = state.config
@@ -182,47 +195,84 @@ def peers(state: State, network_id, show_all, no_sync, as_json):
         chain_id, registry, start = dep.chain_id, dep.registry, dep.deploy_block
     else:
         chain_id, registry, start = cfg.chain_id, cfg.registry, cfg.deploy_block
+    # The file open_syncer uses (directory/syncer.py): checked here so a read never creates one.
+    stored = Path(cfg.state_dir) / f"directory-{chain_id}-{registry.lower()[:10]}-{nid}.sqlite"
+    if no_sync and not stored.exists():
+        raise ConfigError(f"nothing stored for network {nid} yet ({stored}): run `peers` without --no-sync first")
+    if not no_sync and not stored.exists():
+        _check_registry(state, cfg.rpc_url, chain_id, registry, nid)
+    deadline = None if no_sync else state.deadline
     syncer = open_syncer(cfg.rpc_url, chain_id, registry, nid, cfg.state_dir, deploy_block=start,
-                         confirmations=cfg.confirmations, retries=2)
-    warning = None
-    if not no_sync:
-        if syncer.store.synced_block is None:
-            _check_chain(syncer, chain_id)
-        try:
-            syncer.sync_once()
-        except ChainError as exc:
-            if syncer.store.synced_block is None:
-                raise
-            warning = f"showing stored state: {exc}"
-    now = time.time()
-    st = syncer.status(now)
-    d = syncer.directory
-    rows = d.all_devices() if show_all else d.peers(now)
+                         confirmations=cfg.confirmations, retries=2,
+                         timeout=deadline.seconds + 5 if deadline else 30.0)
+    if deadline is not None:
+        syncer.reader.rpc.watch = deadline.watch
+    try:
+        warning = None
+        if not no_sync:
+            try:
+                syncer.sync_once()
+            except ChainError as exc:
+                if syncer.store.synced_block is None:
+                    raise
+                warning = f"showing stored state: {exc}"
+        now = time.time()
+        st = syncer.status(now)
+        d = syncer.directory
+        rows = d.all_devices() if show_all else d.peers(now)
+    finally:
+        syncer.close()
     if warning:
         stale = f"{st.stale_seconds:.0f} s" if st.stale_seconds is not None else "unknown"
         click.echo(f"warning: {warning} (synced to block {st.synced_block}, {stale} ago)", err=True)
-    data = {
+    data: dict[str, Any] = {
         "network_id": nid, "synced_block": st.synced_block, "stale_seconds": st.stale_seconds, "error": st.error,
         "peers": [{
-            "overlay_address": str(p.overlay_address), "public_key": p.public_key.hex(), "device_id": "0x" + p.device_id.hex(),
+            "overlay_address": str(p.overlay_address), "public_key": p.public_key.hex(),
+            "device_id": "0x" + p.device_id.hex(),
             "owner": p.owner, "endpoint": p.endpoint, "relay": p.relay, "expires_at": p.expires_at,
-            "status": p.status.name.lower(), "trusted": d.is_trusted(p.public_key, now),
+            "status": _peer_status(p, now), "trusted": d.is_trusted(p.public_key, now),
         } for p in rows],
     }
-    lines = [f"{'OVERLAY':<16} {'PUBLIC KEY':<18} {'OWNER':<14} {'STATUS':<10} {'RELAY':<5} {'EXPIRES':<20} ENDPOINT"]
+    lines = [f"{'OVERLAY':<16} {'PUBLIC KEY':<18} {'OWNER':<14} {'STATUS':<10} {'RELAY':<5} {'EXPIRES':<23} ENDPOINT"]
     for p in data["peers"]:
         lines.append(f"{p['overlay_address']:<16} {p['public_key'][:16] + '..':<18} {p['owner'][:12] + '..':<14} "
-                     f"{p['status']:<10} {'yes' if p['relay'] else 'no':<5} {_when(p['expires_at']):<20} "
+                     f"{p['status']:<10} {'yes' if p['relay'] else 'no':<5} {when(p['expires_at']):<23} "
                      f"{p['endpoint'] or '-'}")
     lines.append(f"{len(rows)} peer(s) in network {nid}, synced to block {st.synced_block}")
     emit(as_json, data, "\n".join(lines))
-    syncer.store.close()
 
 
-def _check_chain(syncer, chain_id: int) -> None:
-    got = syncer.reader.chain_id()
-    if got != chain_id:
-        raise ChainError(f"wrong chain: {syncer.reader.rpc.url} is chain {got} but the config is for chain {chain_id}")
+def _peer_status(p, now: float) -> str:
+    name = p.status.name.lower()
+    return "expired" if name == "active" and p.expires_at <= now else name
+
+
+def _check_registry(state: State, rpc_url: str, chain_id: int, registry: str, nid: int) -> None:
+    """The chain answers with ``chain_id``, a contract is deployed at ``registry``, and network ``nid`` exists
+    there (raw JSON-RPC: works with a deployment record or with `chain_id` + `registry` alone)."""
+    from eth_utils import keccak
+
+    from shadowmesh_client.directory.reader import JsonRpc
+
+    deadline = state.deadline
+    rpc = JsonRpc(rpc_url, timeout=deadline.seconds + 5, watch=deadline.watch)
+    try:
+        got = int(rpc.call("eth_chainId", []), 16)
+        if got != chain_id:
+            raise ChainError(f"wrong chain: {rpc_url} is chain {got} but the config is for chain {chain_id}")
+        if rpc.call("eth_getCode", [registry, "latest"]) in (None, "0x", "0x0"):
+            local = " (a local chain restarted since? run `make chain` again)" if chain_id in (31337, 1337) else ""
+            raise ChainError(f"there is no DeviceRegistry contract at {registry} on chain {chain_id}{local}: "
+                             "check `deployments` (or `registry`) in the config")
+        raw = rpc.call("eth_call", [{"to": registry, "data": "0x" + keccak(text="networkCount()")[:4].hex()}, "latest"])
+        count = int(raw, 16) if raw and raw != "0x" else 0
+    finally:
+        rpc.close()
+    if not 1 <= nid <= count:
+        have = f"networks 1 to {count}" if count else "no network yet"
+        raise ConfigError(f"network {nid} does not exist on the registry at {registry} (chain {chain_id} has {have}): "
+                          "check `network_id`, or create one with `shadowmesh-client network create NAME`")
 
 
 COMMANDS = (init, register, revoke, renew, set_endpoint, status, peers)

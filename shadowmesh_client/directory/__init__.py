@@ -20,10 +20,11 @@ Public API for the tunnel layer::
 
 from shadowmesh_client.directory.core import Change, ChangeKind, Directory, NetworkInfo, Peer
 from shadowmesh_client.directory.events import DeviceStatus, JoinPolicy
-from shadowmesh_client.directory.syncer import DirectorySource, DirectorySyncer, SyncStatus, Syncer
+from shadowmesh_client.directory.syncer import DirectorySource, DirectorySyncer, Syncer, SyncStatus
 from shadowmesh_client.directory.trust import Role, TrustPolicy
 
 __all__ = [
-    "Change", "ChangeKind", "DeviceStatus", "Directory", "DirectorySource", "DirectorySyncer", "JoinPolicy", "NetworkInfo", "Peer",
+    "Change", "ChangeKind", "DeviceStatus", "Directory", "DirectorySource", "DirectorySyncer", "JoinPolicy",
+    "NetworkInfo", "Peer",
     "Role", "SyncStatus", "Syncer", "TrustPolicy",
 ]

@@ -33,9 +33,9 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Iterable, Mapping
 
 from shadowmesh_client.directory import events as ev
 from shadowmesh_client.directory.events import DeviceStatus
@@ -65,7 +65,7 @@ class Peer:
         return self.status == DeviceStatus.ACTIVE and now < self.expires_at
 
 
-class ChangeKind(str, Enum):
+class ChangeKind(str, Enum):  # noqa: UP042 - StrEnum would change str(kind) in logs and status output
     ADDED = "added"
     CHANGED = "changed"
     REVOKED = "revoked"
@@ -88,6 +88,9 @@ class NetworkInfo:
     name: str
 
 
+_View = tuple[str, bool, int]  # (endpoint, relay, expires_at): what a CHANGED notification is about
+
+
 @dataclass(slots=True)
 class _Device:
     device_id: bytes
@@ -103,7 +106,7 @@ class _Device:
     def live(self, now: float) -> bool:
         return self.status == _ACTIVE and now < self.expires_at
 
-    def view(self) -> tuple:
+    def view(self) -> _View:
         return (self.endpoint, self.relay, self.expires_at)
 
 
@@ -157,7 +160,7 @@ class Directory:
             self.last_pos = e.pos
             if getattr(e, "network_id", None) != self.network_id:
                 continue
-            if notify and not isinstance(e, (ev.NetworkCreated, ev.NetworkAdminTransferred)):
+            if notify and isinstance(e, ev.DEVICE_EVENTS):
                 d = self._devices.get(e.device_id)
                 before = d.live(now) and d.view() if d else False
                 self._apply_one(e)
@@ -178,6 +181,7 @@ class Directory:
             if self.network is not None:
                 self.network.admin = e.new_admin
             return
+        assert isinstance(e, ev.DEVICE_EVENTS), f"not a registry event: {e!r}"
         d = self._devices.get(e.device_id)
         if d is None:
             return  # unknown or rejected registration: ignore
@@ -217,11 +221,13 @@ class Directory:
         self._by_overlay[e.overlay_address] = e.device_id
         heapq.heappush(self._expiry, (d.expires_at, d.device_id))
 
-    def _diff(self, device_id: bytes, before, now: float, out: list[Change]) -> None:
+    def _diff(self, device_id: bytes, before: _View | bool, now: float, out: list[Change]) -> None:
+        """Append the change of ``device_id`` since ``before`` (its view when it was live, else False)."""
         d = self._devices.get(device_id)
         after = d.live(now) and d.view() if d else False
         if before == after:
             return
+        assert d is not None  # it was or is live: apply() never removes a device (rebuild() starts afresh)
         if not before:
             out.append(Change(ChangeKind.ADDED, self._peer(d)))
         elif after:

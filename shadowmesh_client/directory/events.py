@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from eth_utils import keccak
 
@@ -137,6 +138,14 @@ class DeviceEndpointUpdated(Event):
     relay: bool
 
 
+DEVICE_EVENTS = (DeviceRegistered, DeviceRevoked, DeviceRenewed, DeviceApproved, DeviceSuspended,
+                 DeviceEndpointUpdated)
+"""The events about one device (each has ``device_id`` and ``network_id``): for isinstance checks."""
+
+NETWORK_EVENTS = (NetworkCreated, NetworkAdminTransferred)
+"""The events about a network itself (each has ``network_id``)."""
+
+
 # ---------------------------------------------------------------- decoding helpers
 
 
@@ -179,7 +188,7 @@ def _words(data: bytes, n: int) -> list[bytes]:
     return [data[i * 32 : i * 32 + 32] for i in range(n)]
 
 
-def _topics(log: dict, n: int) -> list[bytes]:
+def _topics(log: dict[str, Any], n: int) -> list[bytes]:
     topics = log.get("topics") or []
     if len(topics) != n:
         raise MalformedLog(f"expected {n} topics, got {len(topics)}")
@@ -199,7 +208,7 @@ def _text(raw: bytes) -> str:
 _T = {v: k for k, v in TOPICS.items()}
 
 
-def decode_log(log: dict) -> Event | None:
+def decode_log(log: dict[str, Any]) -> Event | None:
     """Decode one raw JSON-RPC log of the DeviceRegistry (see module docstring)."""
     topics = log.get("topics") or []
     if not topics:
@@ -264,5 +273,6 @@ def decode_log(log: dict) -> Event | None:
 
 
 def network_of(event: Event) -> int:
-    """The network id an event belongs to."""
-    return event.network_id  # type: ignore[attr-defined]
+    """The network id an event belongs to (every registry event carries one)."""
+    assert isinstance(event, DEVICE_EVENTS + NETWORK_EVENTS), f"not a registry event: {event!r}"
+    return event.network_id

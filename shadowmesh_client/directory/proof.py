@@ -42,7 +42,8 @@ def proof_prefix(chain_id: int, registry: bytes | str) -> bytes:
     return PROOF_TAG + chain_id.to_bytes(32, "big") + address_bytes(registry)
 
 
-def proof_message(chain_id: int, registry: bytes | str, network_id: int, owner: bytes | str, public_key: bytes) -> bytes:
+def proof_message(chain_id: int, registry: bytes | str, network_id: int, owner: bytes | str,
+                  public_key: bytes) -> bytes:
     """The 144 bytes the device key signs (see module docstring)."""
     if len(public_key) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")

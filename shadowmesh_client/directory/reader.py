@@ -14,10 +14,12 @@ raise :class:`RpcUnavailable`, which the syncer turns into "serving stale state"
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import requests
 
@@ -42,26 +44,36 @@ class RpcUnavailable(ChainError, ConnectionError):
 
 
 class JsonRpc:
-    """Minimal blocking JSON-RPC 2.0 client over HTTP(S). One instance per thread."""
+    """Minimal blocking JSON-RPC 2.0 client over HTTP(S). One instance per thread.
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    ``timeout``: seconds per request (connect, and each read). ``watch(url, method)``: an optional context
+    manager wrapped around every request (the CLI's chain.deadline.Deadline.watch: one overall deadline and a
+    progress line); it may raise out of the request."""
+
+    def __init__(self, url: str, timeout: float = 30.0,
+                 watch: Callable[[str, str], contextlib.AbstractContextManager[Any]] | None = None) -> None:
         if not url.startswith(("http://", "https://")):
             raise ChainError(f"rpc_url {url!r} must be an http:// or https:// URL")
         self.url = url
         self.timeout = timeout
+        self.watch = watch
         self._session = requests.Session()
         self._ids = itertools.count(1)
 
-    def call(self, method: str, params: list) -> object:
+    def call(self, method: str, params: list[Any]) -> Any:
         try:
-            resp = self._session.post(
-                self.url, json={"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params},
-                timeout=self.timeout,
-            )
+            with self.watch(self.url, method) if self.watch is not None else contextlib.nullcontext():
+                resp = self._session.post(
+                    self.url, json={"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params},
+                    timeout=self.timeout,
+                )
         except requests.Timeout as exc:
             if method == "eth_getLogs":  # most likely a range too large for the node: shrink it
                 raise RpcError(method, None, "request timed out") from exc
-            raise RpcUnavailable(f"the RPC endpoint {self.url} did not answer {method} in {self.timeout}s") from exc
+            raise RpcUnavailable(f"the RPC endpoint {self.url} did not answer {method} in {self.timeout:g} s") from exc
+        except requests.ConnectionError as exc:
+            raise RpcUnavailable(f"cannot reach the RPC endpoint {self.url}: connection refused or no route "
+                                 "(is the node running? check rpc_url)") from exc
         except requests.RequestException as exc:
             raise RpcUnavailable(f"cannot reach the RPC endpoint {self.url}: {type(exc).__name__}") from exc
         if resp.status_code >= 500 or resp.status_code in (429, 502, 503, 504):
@@ -107,7 +119,7 @@ class LogReader:
         self.max_backoff = max_backoff
         self._sleep = sleep
 
-    def _call(self, method: str, params: list) -> object:
+    def _call(self, method: str, params: list[Any]) -> Any:  # the JSON "result"
         delay = self.backoff
         for attempt in itertools.count():
             try:
@@ -120,6 +132,10 @@ class LogReader:
                 delay = min(delay * 2, self.max_backoff)
         raise AssertionError("unreachable")
 
+    def close(self) -> None:
+        """Close the HTTP session (no call may be running)."""
+        self.rpc.close()
+
     def chain_id(self) -> int:
         return int(self._call("eth_chainId", []), 16)
 
@@ -131,7 +147,7 @@ class LogReader:
         return bytes.fromhex(block["hash"][2:]) if block else None
 
     def get_logs(self, from_block: int, to_block: int) -> list[dict]:
-        return self._call(  # type: ignore[return-value]
+        return self._call(
             "eth_getLogs", [{"address": self.registry, "fromBlock": hex(from_block), "toBlock": hex(to_block)}]
         )
 

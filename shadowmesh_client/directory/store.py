@@ -11,8 +11,11 @@ Schema (version 1):
   blocks(number, hash)                  hashes of recently synced blocks, for reorg detection
 
 One store file belongs to one (chain id, registry, network id): opening it for another raises
-:class:`StoreMismatch` (the caller then starts a new file or wipes it). Not thread-safe: one connection,
-used by one thread at a time (the syncer's).
+:class:`StoreMismatch` (the caller then starts a new file or wipes it).
+
+Not thread-safe: one connection, used only by the thread that opened it (with ``DirectorySyncer``, the
+event loop's thread: see syncer.py "Threads"). SQLite enforces it (``check_same_thread=True``): a call
+from any other thread raises ``sqlite3.ProgrammingError``.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import dataclasses
 import json
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any
 
 from shadowmesh_client.directory import events as ev
 from shadowmesh_client.errors import ShadowMeshError
@@ -60,7 +64,7 @@ def _payload(e: ev.Event) -> str:
 
 def _event(kind: str, block: int, log_index: int, block_hash: bytes, payload: str) -> ev.Event:
     values = json.loads(payload)
-    kw = {n: bytes.fromhex(v) if b else v for (n, b), v in zip(_FIELDS[kind], values)}
+    kw: dict[str, Any] = {n: bytes.fromhex(v) if b else v for (n, b), v in zip(_FIELDS[kind], values, strict=True)}
     return _CLASSES[kind](block, log_index, block_hash, b"", **kw)
 
 
@@ -70,7 +74,7 @@ class DirectoryStore:
     def __init__(self, path: str | os.PathLike, chain_id: int, registry: str, network_id: int) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=True)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(

@@ -14,8 +14,24 @@ docs/directory.md "Sync". One round (``Syncer.sync_once``):
 
 The I/O (``steps()``: a generator whose every ``next()`` does network reads) is separate from the
 mutation (``commit(step)``), so :class:`DirectorySyncer` can run the reads in a worker thread and the
-mutations, subscriber callbacks included, on the asyncio event loop: the directory is only ever touched
-from the loop thread, and query methods are safe to call from coroutines at any time.
+rest on the asyncio event loop.
+
+Threads (GUIDE habit 7: a resource is used from one thread). With :class:`DirectorySyncer`:
+
+* the event loop's thread, which must also be the thread that opened the store (``open_syncer``; the CLI
+  opens it on the main thread and ``asyncio.run`` runs the loop there), does everything stateful: every
+  SQLite call (``DirectoryStore`` is opened with ``check_same_thread=True``, so SQLite itself refuses any
+  other thread), every Directory mutation and every subscriber callback. Query methods are therefore
+  safe from coroutines at any time.
+* one worker thread owned by the DirectorySyncer runs ``next(steps)``: network reads only. ``steps()``
+  takes what it needs of the store (the sync point, its hash, the recent block hashes for the fork
+  search) as a snapshot on the calling thread before the worker starts, and the generator touches
+  nothing but the reader and that snapshot.
+* a cancelled ``sync_once`` waits for the read in flight to end before it re-raises (a thread cannot be
+  interrupted: the wait is bounded by the reader's timeout and retries), so once the task running it has
+  been awaited no worker is busy, and ``close()`` may release the store, the thread and the HTTP session.
+
+The blocking :class:`Syncer` used alone (CLI ``device``, bench) does everything on the calling thread.
 
 When the RPC endpoint is down the directory keeps answering from the last synced state; ``status(now)``
 says how many seconds ago the last successful round finished (``stale_seconds``) and what failed.
@@ -27,9 +43,11 @@ import asyncio
 import logging
 import os
 import time
-from pathlib import Path
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from shadowmesh_client.directory import events as ev
 from shadowmesh_client.directory.core import Change, Directory
@@ -95,21 +113,29 @@ class Syncer:
 
     # ------------------------------------------------------------------ I/O half
 
-    def steps(self) -> Iterator[Rollback | Chunk]:
-        """Read what changed on chain; each ``next()`` does network I/O and touches no state but the store's
-        reads. ``commit`` every yielded step before advancing."""
+    def steps(self) -> Generator[Rollback | Chunk, None, None]:
+        """Read what changed on chain. This call reads the store on the calling thread (a snapshot: the sync
+        point, its hash and the recent block hashes); each ``next()`` of the returned generator then does
+        network I/O only, touching neither the store nor the directory, so it may run in another thread.
+        ``commit`` every yielded step (on the store's thread) before advancing."""
+        synced = self.store.synced_block
+        stored_hash = None if synced is None else self.store.block_hash(synced)
+        recent = self.store.recent_blocks() if stored_hash is not None else []  # <= 512 rows: ~0.2 ms
+        return self._read(synced, stored_hash, recent)
+
+    def _read(self, synced: int | None, stored_hash: bytes | None,
+              recent: list[tuple[int, bytes]]) -> Generator[Rollback | Chunk, None, None]:
+        """The network half of ``steps()``: the chain against the store's snapshot (see there)."""
         head = self.reader.head()
         self.head_block = head
         target = head - self.confirmations
-        synced = self.store.synced_block
-        if synced is not None:
-            stored_hash = self.store.block_hash(synced)
+        if synced is not None and stored_hash is not None:
             chain_hash = self.reader.block_hash(synced) if synced <= head else None
-            if stored_hash is not None and chain_hash != stored_hash:
-                fork = self._fork_point(head)
+            if chain_hash != stored_hash:
+                fork = self._fork_point(head, recent)
                 log.warning("chain reorganisation: block %d changed; rolling back to %s", synced, fork)
                 yield Rollback(fork)
-                synced = self.store.synced_block
+                synced = fork  # what commit(Rollback(fork)) leaves as the store's sync point
         start = self.start_block if synced is None else synced + 1
         if start > target:
             return
@@ -130,8 +156,9 @@ class Syncer:
             chunk.end_hash = end_hash
             yield chunk
 
-    def _fork_point(self, head: int) -> int | None:
-        for number, stored in self.store.recent_blocks():
+    def _fork_point(self, head: int, recent: list[tuple[int, bytes]]) -> int | None:
+        """The newest of ``recent`` (stored (number, hash), newest first) still on the chain; None: none is."""
+        for number, stored in recent:
             if number <= head and self.reader.block_hash(number) == stored:
                 return number
         return None
@@ -178,6 +205,11 @@ class Syncer:
         self.store.mark_success(self.last_success)
         self.directory.tick(self.last_success)
 
+    def close(self) -> None:
+        """Close the store and the reader's HTTP session (on the store's thread, no read running)."""
+        self.store.close()
+        self.reader.close()
+
     def status(self, now: float | None = None) -> SyncStatus:
         now = self.clock() if now is None else now
         return SyncStatus(
@@ -190,15 +222,21 @@ class Syncer:
         )
 
 
+_DONE = object()  # next()'s default: the steps generator is exhausted
+
+
 class DirectorySyncer:
-    """asyncio wrapper: network reads in a worker thread (``asyncio.to_thread``), directory mutation and
-    subscriber callbacks on the event loop. ``run()`` follows the chain every ``interval`` seconds until
-    cancelled; failures are logged once per outage and leave the last state in service."""
+    """asyncio wrapper: network reads in one worker thread of its own, everything stateful (SQLite store,
+    directory mutation, subscriber callbacks) on the event loop's thread (module docstring, "Threads").
+    ``run()`` follows the chain every ``interval`` seconds until cancelled; failures are logged once per
+    outage and leave the last state in service."""
 
     def __init__(self, syncer: Syncer, interval: float = 2.0) -> None:
         self.syncer = syncer
         self.interval = interval
         self._lock = asyncio.Lock()
+        # The one thread that runs the steps generator (network reads only). Started on first use.
+        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="directory-rpc")
 
     @property
     def directory(self) -> Directory:
@@ -213,26 +251,47 @@ class DirectorySyncer:
         return self.syncer.status(now)
 
     def close(self) -> None:
-        """Close the SQLite store. Only after ``run``/``sync_once`` have ended (no worker thread left)."""
-        self.syncer.store.close()
+        """Release the store, the worker thread and the HTTP session. Call on the loop's thread once every
+        task running ``run``/``sync_once`` has been awaited: they wait for their read in flight, so no
+        worker is busy by then (``shutdown(wait=True)`` returns at once; were one busy, it would wait)."""
+        self._reads.shutdown(wait=True)
+        self.syncer.close()
+
+    async def _next(self, steps: Iterator[Rollback | Chunk]) -> Rollback | Chunk | object:
+        """``next(steps)`` in the worker thread. On cancellation, waits for the worker to finish the read
+        it is doing (a thread cannot be interrupted), then re-raises: the task ends with no read running."""
+        fut = asyncio.get_running_loop().run_in_executor(self._reads, next, steps, _DONE)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            while not fut.done():
+                try:
+                    await asyncio.wait([fut])
+                except asyncio.CancelledError:  # cancelled again: still let the read end first
+                    continue
+            if not fut.cancelled():
+                fut.exception()  # retrieved: a failed read after cancellation is not worth a warning
+            raise
 
     async def sync_once(self) -> int:
         s = self.syncer
         async with self._lock:
-            steps = s.steps()
+            steps = s.steps()  # reads the store here, on the loop's thread
             applied = 0
-            sentinel = object()
             try:
                 while True:
-                    step = await asyncio.to_thread(next, steps, sentinel)
-                    if step is sentinel:
+                    step = await self._next(steps)
+                    if step is _DONE:
                         break
+                    assert isinstance(step, Rollback | Chunk)
                     s.commit(step)
                     if isinstance(step, Chunk):
                         applied += len(step.events)
             except ChainError as exc:
                 s.error = str(exc)
                 raise
+            finally:
+                steps.close()  # no read is running any more (_next waited for it)
             s._succeeded()
             return applied
 
@@ -262,7 +321,7 @@ def open_syncer(
     deploy_block: int = 0,
     confirmations: int = 0,
     timeout: float = 30.0,
-    **reader_options,
+    **reader_options: Any,
 ) -> Syncer:
     """A Syncer for one network, its SQLite file at ``state_dir/directory-<chain>-<registry>-<network>.sqlite``.
 

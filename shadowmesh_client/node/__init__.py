@@ -2,18 +2,25 @@
 
 Spec "Network Layer", "Data Plane", "Security Architecture"; issue 5 "Node". Split by job:
 
-    settings.py   NodeSettings and the implementation constants (MTU, frame size, ticks), with units
+    settings.py   NodeSettings and the implementation constants (MTU, frame size, periods), with units
     peers.py      PeerState (one end-to-end Session per peer), DirectPath / RelayPath, path choice by RTT,
-                  the dial tie-break (should_dial)
-    relays.py     RelayClient: one authenticated link to a relay, envelopes in and out
-    manager.py    PeerManager: directory -> peers, routes, dialers, relay links; authenticate; trust sweep
+                  the dial tie-break (should_dial), PeerTable (peers, routes, relay clients)
+    tasks.py      Spawner (every task in the node's TaskGroup), Running (a reconnecting client as a task)
+    reconcile.py  Reconciler: directory -> peers, routes, dialers, relay clients; trust sweep; closing
+    links.py      PeerLinks: authenticate, serve and dial direct links; frames arriving through relays
+    timers.py     SessionTimers: one task sleeping until the earliest session ``next_timer_at()``
+    relays.py     RelayClient: one authenticated link to a relay, envelopes in and out, its session timers
     pump.py       Pump: TUN -> sessions -> paths and back; drop counters
-    daemon.py     Node: start-up order, housekeeping, status file, clean shutdown
+    payments.py   NodePayments: receipts for relays (signing in a worker thread)
+    daemon.py     Node: start-up order, TaskGroup, housekeeping, status file, clean shutdown
+
+Every trust decision asks directory.trust.TrustPolicy (one per node).
 
 Public API::
 
-    Node(identity, syncer, settings: NodeSettings, *, endpoint: str | None = None,
-         protocol: ProtocolConfig | None = None)
+    Node(identity, source: DirectorySource, settings: NodeSettings, *, endpoint: str | None = None,
+         protocol: ProtocolConfig | None = None, payments: PaymentSetup | None = None,
+         transport: Transport | None = None (WebSocket), tun: TunDevice | None = None (open + configure))
         await node.run(stop: asyncio.Event)   # until stop is set (SIGINT/SIGTERM in the CLI)
         node.status() -> dict                  # also written to settings.status_file every second
     NodeSettings(tun_name="sm0", mtu=DEFAULT_MTU, listen=None, path=None, tls_cert=None, tls_key=None,

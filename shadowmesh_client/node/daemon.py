@@ -1,21 +1,26 @@
-"""The ``up`` daemon's lifecycle: start in order, run until told to stop, shut down cleanly.
+"""The ``up`` daemon's lifecycle: start in order, run every task under one TaskGroup, shut down cleanly.
 
 Spec "Network Layer" / "Data Plane"; issue 5 "Node". Start-up order (each step needs the previous):
 
 1. directory: load the stored state and sync once (retrying with backoff while the chain is
    unreachable and nothing is stored; with stored state the node starts on it and keeps retrying);
 2. this device's overlay address from the directory (refused if the device is not trusted there);
-3. TUN device: created with TUNSETIFF (it vanishes with our file descriptor, so even a crash leaves
-   nothing behind), address ``<overlay>/10`` (the whole overlay routed into it), MTU, link up;
-4. peers, routes, dialers and relay links (``PeerManager.refresh``), directory subscription;
-5. the WebSocket listener when this device has an endpoint;
-6. tasks: packet pump, directory follower, housekeeping tick (timers, trust sweep, paths, status file),
-   and with ``payments`` (node/payments.py) the relay receipts: byte counts in, receipts out.
+3. TUN device (unless one is given, e.g. ``tun.FakeTun`` in tests): created with TUNSETIFF (it vanishes
+   with our file descriptor, so even a crash leaves nothing behind), then ``<overlay>/10`` (the whole
+   overlay routed into it), MTU and link up with ``configure_async`` (netlink off the loop);
+4. one ``asyncio.TaskGroup`` owns every task from here on (node/tasks.py): peers, routes, dialers and
+   relay clients (node/reconcile.py), the directory subscription, the listener when this device has an
+   endpoint (node/links.py authenticates and serves its links), then the packet pump (node/pump.py), the
+   directory follower, the session timers (node/timers.py), housekeeping (path re-selection, trust
+   sweep, status file) and, with ``payments`` (node/payments.py), the relay receipts.
 
-``stop`` (an asyncio.Event; the CLI sets it on SIGINT/SIGTERM) ends ``run``: every session gets a CLOSE
-frame, links close, the listener stops, the TUN device is closed (and so removed), SQLite is closed.
-A task that dies (TUN deleted under us, a bug) also ends ``run``, through the same shutdown, and is
-re-raised.
+``stop`` (an asyncio.Event; the CLI sets it on SIGINT/SIGTERM) ends ``run``: the service tasks are
+cancelled and awaited, every session gets a CLOSE frame, links close, the listener stops, every task left
+is cancelled and awaited; only then are the TUN device (and so the interface) and the directory source
+closed. A task that fails (TUN deleted under us, a bug) aborts the group: every other task is cancelled
+and awaited, the same resources are released, and ``run`` raises that task's error.
+
+May import: directory, protocol, transport, tun, daemon_common, observability, node.*. Not task-safe beyond its loop.
 """
 
 from __future__ import annotations
@@ -24,22 +29,39 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from shadowmesh_client.daemon_common import first_sync, start_metrics_server, write_status_file
 from shadowmesh_client.directory import DirectorySource
+from shadowmesh_client.directory.trust import TrustPolicy
 from shadowmesh_client.errors import ConfigError
-from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
-from shadowmesh_client.transport import Server, ServerConfig, Transport
-from shadowmesh_client.tun import TunDevice, configure, open_tun
-from shadowmesh_client.node.manager import PeerManager
-from shadowmesh_client.node.peers import now
+from shadowmesh_client.node.links import PeerLinks
+from shadowmesh_client.node.peers import PeerTable, now
 from shadowmesh_client.node.pump import Pump
-from shadowmesh_client.node.settings import TICK_SECONDS, NodeSettings
-from shadowmesh_client.daemon_common import first_sync, write_status_file
+from shadowmesh_client.node.reconcile import Reconciler
+from shadowmesh_client.node.settings import PATH_SECONDS, STATUS_SECONDS, NodeSettings
+from shadowmesh_client.node.tasks import Spawner
+from shadowmesh_client.node.timers import SessionTimers
+from shadowmesh_client.observability import tracing
+from shadowmesh_client.observability.catalogue import DIRECTORY, NODE
+from shadowmesh_client.observability.figures import NodeFigures
+from shadowmesh_client.observability.snapshot import Published, SnapshotCollector, publish_forever
+from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
+from shadowmesh_client.relay.floors import open_floors
+from shadowmesh_client.transport import Server, ServerConfig, Transport
+from shadowmesh_client.tun import TunDevice, configure_async, open_tun
+
+if TYPE_CHECKING:
+    from shadowmesh_client.api.server import ApiServer
+    from shadowmesh_client.node.payments import NodePayments
 
 log = logging.getLogger(__name__)
 
 OVERLAY_PREFIX = 10  # spec "Network Layer": the overlay is 100.64.0.0/10 (RFC 6598)
+CLOSE_TIMEOUT = 5.0
+"""Seconds shutdown waits for CLOSE frames and link closes before cancelling what is left."""
 
 
 class Node:
@@ -47,7 +69,7 @@ class Node:
 
     def __init__(self, identity, source: DirectorySource, settings: NodeSettings, *, endpoint: str | None = None,
                  protocol: ProtocolConfig | None = None, payments=None, transport: Transport | None = None,
-                 tun: TunDevice | None = None) -> None:
+                 tun: TunDevice | None = None, metrics: tuple[str, int] | None = None, rpc_watch=None) -> None:
         self.identity = identity
         self.ds = source
         self.settings = settings
@@ -56,116 +78,197 @@ class Node:
         self.endpoint = endpoint
         d = source.directory
         self.protocol = protocol or ProtocolConfig(NetworkBinding(d.chain_id, d.registry, d.network_id))
-        self.manager: PeerManager | None = None
+        self.trust = TrustPolicy(d, identity.public_key, clock=now)
+        # Handshake floors shared by every peer session, persisted in settings.state_dir (issue 12).
+        self.floors, self._floor_file = open_floors(settings.state_dir, time.time())
+        self.table = PeerTable(identity, self.protocol, self.trust.is_trusted, self.floors)
+        self.links: PeerLinks | None = None
+        self.reconciler: Reconciler | None = None
+        self.timers: SessionTimers | None = None
         self.pump: Pump | None = None
         self.server: Server | None = None
-        self.tun = None
+        self.tun: TunDevice | None = None
         self.overlay: str | None = None
         self.started_at = time.time()
         self.ready_at: float | None = None
         self.listen_port: int | None = None
         self._payment_setup = payments     # node.payments.PaymentSetup, or None: sign no receipts
-        self.payments = None
+        self.payments: NodePayments | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self.api: ApiServer | None = None  # the local API while running (settings.api)
+        self.metrics = metrics             # (host, port) of the metrics port (observability/http.py), or None
+        self.metrics_server = None         # its server, while running
+        self.published = Published()       # the loop's latest snapshot, read by the metrics HTTP thread
+        self.figures = NodeFigures(self, rpc_watch)
 
+    # ---- lifecycle ------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        tasks: list[asyncio.Task] = []
-        unsubscribe = None
         try:
-            await first_sync(self.ds)
-            d = self.ds.directory
-            me = d.peer_for_key(self.identity.public_key, now())
-            if me is None:
-                raise ConfigError(
-                    f"this device ({self.identity.public_key.hex()[:16]}..) is not an active, unexpired member of "
-                    f"network {d.network_id}: register it (`shadowmesh-client register`) or renew it")
-            self.overlay = str(me.overlay_address)
-            self.endpoint = self.endpoint or me.endpoint
-            s = self.settings
-            if self._given_tun is not None:
-                self.tun = self._given_tun
-            else:
-                self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=True)  # coalesced TCP writes (tun/gro.py)
-                configure(self.tun.name, f"{self.overlay}/{OVERLAY_PREFIX}", mtu=s.mtu)
-            self.manager = m = PeerManager(self.identity, d, self.protocol, s, self.endpoint, self.transport)
-            self.pump = Pump(self.tun, m.routes, m.peers, m.incoming, m.on_events)
-            m.pump = self.pump
-            if self._payment_setup is not None:
-                from shadowmesh_client.node.payments import NodePayments
-
-                self.payments = NodePayments(self._payment_setup, me.owner, me.device_id, d)
-                m.on_relay_control = self.payments.on_control
-            m.refresh()
-            unsubscribe = d.subscribe(m.on_directory_change)
-            if s.listen and self.endpoint:
-                host, _, port = s.listen.rpartition(":")
-                cfg = ServerConfig(host=host, port=int(port), path=s.path or urlsplit(self.endpoint or "").path or "/",
-                                   tls_cert=s.tls_cert, tls_key=s.tls_key, limits=s.limits)
-                self.server = self.transport.server(cfg, m.authenticate, m.on_server_link)
-                await self.server.start()
-                self.listen_port = self.server.port
-            loop = asyncio.get_running_loop()
-            tasks = [loop.create_task(self.pump.run(), name="pump"),
-                     loop.create_task(self.ds.run(), name="directory"),
-                     loop.create_task(self._housekeeping(), name="tick")]
-            if self.payments is not None:
-                tasks.append(loop.create_task(self.payments.run(m.relays), name="payments"))
-            self.ready_at = time.time()
-            log.info("up: %s on %s (mtu %d), overlay %s, %d peer(s), %d relay(s)%s", self.identity.public_key.hex()[:16],
-                     self.tun.name, s.mtu, self.overlay, len(m.peers), len(m.relays),
-                     f", listening on {s.listen}" if self.server is not None else "")
-            self.write_status()
-            stopper = loop.create_task(stop.wait(), name="stop")
-            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            for t in done:
-                if t is not stopper and t.exception() is not None:
-                    raise t.exception()
+            me = await self._start_directory()
+            await self._open_tun()
+            try:
+                async with asyncio.TaskGroup() as group:
+                    spawn = Spawner(group)
+                    service = await self._start(spawn, me)
+                    await stop.wait()
+                    await self._stop(spawn, service)
+            except BaseExceptionGroup as eg:
+                if len(eg.exceptions) == 1:   # one task failed: stop with ITS error
+                    raise eg.exceptions[0] from None
+                raise
         finally:
-            await self._shutdown(tasks, unsubscribe)
+            await self._release()
+
+    async def _start_directory(self):
+        await first_sync(self.ds)
+        me = self.trust.peer(self.identity.public_key)
+        if me is None:
+            raise ConfigError(
+                f"this device ({self.identity.public_key.hex()[:16]}..) is not an active, unexpired member of "
+                f"network {self.ds.directory.network_id}: register it (`shadowmesh-client register`) or renew it")
+        self.overlay = str(me.overlay_address)
+        self.endpoint = self.endpoint or me.endpoint
+        return me
+
+    async def _open_tun(self) -> None:
+        s = self.settings
+        if self._given_tun is not None:
+            self.tun = self._given_tun
+            return
+        self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=True)  # coalesced TCP writes (tun/gro.py)
+        await configure_async(self.tun.name, f"{self.overlay}/{OVERLAY_PREFIX}", mtu=s.mtu)
+
+    async def _start(self, spawn: Spawner, me) -> list[asyncio.Task]:
+        """Wire the components, start the listener and the service tasks (returned)."""
+        s = self.settings
+        self.timers = timers = SessionTimers(self.table, spawn)
+        self.links = links = PeerLinks(self.table, self.trust, s, self.transport, spawn, timers.wake)
+        self.reconciler = rec = Reconciler(self.identity, self.table, self.trust, links, self.protocol, s,
+                                           self.endpoint, spawn, timers.wake)
+        self.pump = links.pump = Pump(self.tun, self.table.routes, self.table.peers, links.incoming,
+                                      links.on_events, timers.wake)
+        if self._payment_setup is not None:
+            from shadowmesh_client.node.payments import NodePayments
+
+            self.payments = NodePayments(self._payment_setup, me.owner, me.device_id, self.trust)
+            rec.on_relay_control = self.payments.on_control
+        rec.refresh()
+        self._unsubscribe = self.trust.directory.subscribe(rec.on_directory_change)
+        if s.listen and self.endpoint:
+            host, _, port = s.listen.rpartition(":")
+            cfg = ServerConfig(host=host, port=int(port), path=s.path or urlsplit(self.endpoint or "").path or "/",
+                               tls_cert=s.tls_cert, tls_key=s.tls_key, limits=s.limits)
+            authenticate = tracing.traced(links.authenticate, "shadowmesh.handshake", {"shadowmesh.role": "node"})
+            self.server = self.transport.server(cfg, authenticate, links.on_server_link)
+            await self.server.start()
+            self.listen_port = self.server.port
+        coros = [(self.pump.run(), "pump"), (self.ds.run(), "directory"), (timers.run(), "timers"),
+                 (self._housekeeping(), "housekeeping")]
+        if self.payments is not None:
+            coros.append((self.payments.run(self.table.relays), "payments"))
+        self.ready_at = time.time()
+        if self.metrics is not None:
+            self.published.snapshot = self.figures.build()
+            collector = SnapshotCollector(self.published, DIRECTORY + NODE)
+            self.metrics_server = start_metrics_server(self.metrics[1], collector, self.metrics[0],
+                                                       published=self.published)
+            coros.append((publish_forever(self.figures.build, self.published), "metrics"))
+        service = [t for t in (spawn(c, name) for c, name in coros) if t is not None]
+        service += await self._start_api(spawn)
+        log.info("up: %s on %s (mtu %d), overlay %s, %d peer(s), %d relay(s)%s", self.identity.public_key.hex()[:16],
+                 self.tun.name if self.tun is not None else "?", s.mtu, self.overlay, len(self.table.peers),
+                 len(self.table.relays),
+                 f", listening on {s.listen}" if self.server is not None else "")
+        self.write_status()
+        return service
 
     async def _housekeeping(self) -> None:
-        n = 0
+        """Path re-selection and the trust sweep every PATH_SECONDS; the status file every STATUS_SECONDS."""
+        assert self.reconciler is not None
+        last_status = time.monotonic()
         while True:
-            await asyncio.sleep(TICK_SECONDS)
-            await self.manager.tick()
-            n += 1
-            if n % 2 == 0:
+            await asyncio.sleep(PATH_SECONDS)
+            self.reconciler.sweep()
+            self.table.reselect()
+            if time.monotonic() - last_status >= STATUS_SECONDS:
+                last_status = time.monotonic()
                 self.write_status()
 
-    async def _shutdown(self, tasks: list, unsubscribe) -> None:
+    async def _stop(self, spawn: Spawner, service: list[asyncio.Task]) -> None:
+        """Graceful part of shutdown, inside the group: every task is done when this returns."""
         log.info("shutting down")
-        for t in tasks:
+        assert self.reconciler is not None
+        for t in service:
             t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except BaseException:  # noqa: BLE001 - already reported by run(); shutting down anyway
-                pass
-        if unsubscribe is not None:
-            unsubscribe()
-        if self.manager is not None:
-            try:
-                await asyncio.wait_for(self.manager.close(), 5.0)
-            except asyncio.TimeoutError:
-                log.warning("closing sessions took longer than 5 s; dropping the rest")
+        await asyncio.wait(service)
+        await self._close_api()   # its sampler task is done: end SSE streams, stop serving
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        try:
+            await asyncio.wait_for(self.reconciler.close_all(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("closing sessions took longer than %.0f s; dropping the rest", CLOSE_TIMEOUT)
+        server, self.server = self.server, None
+        if server is not None:
+            await server.close()   # awaits the handlers of accepted links
+        spawn.cancel_all()
+
+    async def _release(self) -> None:
+        """After every task is done (or never started): listener, subscription, TUN device, status, source."""
+        await self._close_api()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self.server is not None:
             await self.server.close()
+        metrics_server, self.metrics_server = self.metrics_server, None
+        if metrics_server is not None:   # its publishing task ended with the group
+            await asyncio.to_thread(metrics_server.shutdown)
+            metrics_server.server_close()
         if self.tun is not None:
             self.tun.close()
         try:
             self.write_status(stopped=True)
         except OSError as exc:
             log.warning("cannot write the status file: %s", exc)
+        if self._floor_file is not None:
+            self._floor_file.close()
         self.ds.close()
 
+    async def _start_api(self, spawn: Spawner) -> list[asyncio.Task]:
+        """The local API (api/server.py) and its sampler task, when ``settings.api`` is set."""
+        if self.settings.api is None:
+            return []
+        from shadowmesh_client.api.server import ApiServer
+        from shadowmesh_client.api.views import NodeView
+
+        api = ApiServer(self.settings.api, NodeView(self))
+        if not await api.start():
+            return []
+        self.api = api
+        task = spawn(api.run(), "api")
+        return [task] if task is not None else []
+
+    async def _close_api(self) -> None:
+        api, self.api = self.api, None
+        if api is not None:
+            await api.close()
+
+    # ---- status ---------------------------------------------------------------------------------------
     def status(self) -> dict:
         out = {"public_key": self.identity.public_key.hex(), "overlay": self.overlay,
                "tun": self.tun.name if self.tun is not None else None, "mtu": self.settings.mtu,
                "started_at": self.started_at, "ready_at": self.ready_at, "pid": os.getpid(),
                "listening": self.listen_port,
                "directory": vars(self.ds.status())}
-        if self.manager is not None:
-            out.update(self.manager.status())
+        if self.pump is not None and self.links is not None and self.reconciler is not None \
+                and self.timers is not None:
+            t = now()
+            out.update({"peers": [p.status(t) for p in self.table.peers.values()],
+                        "relays": [r.status() for r in self.table.relays.values()],
+                        "auth_refused": self.links.auth_refused, "peers_closed": self.reconciler.peers_closed,
+                        "timers": {"fired": self.timers.fired, "next_at": self.timers.next_at}})
             out["counters"] = self.pump.counters()
         if self.payments is not None:
             out["payments"] = self.payments.status()

@@ -12,11 +12,17 @@ FORWARDs, LOCAL frames and the receipts themselves) plus every DELIVER message t
 them either).
 
 Hooks (a few lines in the mesh code): ``RelayClient.on_control`` (LOCAL payloads with
-``messages.is_control``) -> :meth:`NodePayments.on_control`; the node runs :meth:`NodePayments.run`, which
-every ``TICK_SECONDS`` reads the counters, signs when ``every_bytes`` / ``every_seconds`` say so, and sends.
-The tick bounds how far a receipt lags the traffic (at 2 Gbit/s, 0.1 s = 25 MB: keep the relay's
-``credit_bytes`` above that plus ``every_bytes``). Signing (~4 ms) runs on the event loop, at most once
-per tick per relay.
+``messages.is_control``) -> :meth:`NodePayments.on_control` (awaited in a task per message); the node runs
+:meth:`NodePayments.run`, which every ``RECEIPT_TICK_SECONDS`` (node/settings.py) reads the counters, signs
+when ``every_bytes`` / ``every_seconds`` say so, and sends. The tick bounds how far a receipt lags the
+traffic (at 2 Gbit/s, 0.1 s = 25 MB: keep the relay's ``credit_bytes`` above that plus ``every_bytes``).
+
+Threads: signing costs ~0.2-4 ms of CPU per receipt, so it runs off the event loop (``asyncio.to_thread``).
+What is shared: the ``rewards.DevicePayments`` object (issuer figures, signer account), which is not
+thread-safe. How: every call into it that may sign (``on_usage``, ``poll``, ``on_control``) runs in a worker
+thread while this object's ``asyncio.Lock`` is held, so exactly one thread touches it at a time and calls
+keep their order (the lock is FIFO); relays are added (``add_relay``, which changes the issuers dict) on the
+loop under the same lock. The loop only reads ints for ``status()``. Link counters are read on the loop.
 
 Who signs (``load_device_payments``, from the config's ``payments:`` section; config.PaymentsConfig): the
 owner key, or a hot key the owner authorised with ``shadowmesh-client authorize-signer``, unlocked from its
@@ -38,16 +44,14 @@ from dataclasses import dataclass
 from eth_utils import to_checksum_address
 
 from shadowmesh_client.errors import ConfigError, KeystoreError
-from shadowmesh_client.relay import encode_local
+from shadowmesh_client.node.peers import now
+from shadowmesh_client.node.settings import RECEIPT_TICK_SECONDS
 from shadowmesh_client.rewards import DevicePayments, IssuerConfig, ReceiptDomain
 from shadowmesh_client.transport import LinkClosedError
-from shadowmesh_client.node.peers import now
 
 log = logging.getLogger(__name__)
 
 SIGNER_PASSWORD_ENV = "SHADOWMESH_SIGNER_PASSWORD"
-TICK_SECONDS = 0.1
-"""Seconds between folding the relay links' byte counters into the issuers (and signing what is due)."""
 
 
 @dataclass(frozen=True)
@@ -63,17 +67,21 @@ class PaymentSetup:
 
 
 class NodePayments:
-    def __init__(self, setup: PaymentSetup, payer: str, device_id: bytes, directory) -> None:
+    """``trust``: the node's directory.trust.TrustPolicy (whose owner address a relay's receipts name)."""
+
+    def __init__(self, setup: PaymentSetup, payer: str, device_id: bytes, trust) -> None:
         self.pay = DevicePayments(setup.domain, setup.signer, to_checksum_address(payer), device_id, setup.issuer)
-        self.directory = directory
+        self.trust = trust
         self._seen: dict[bytes, list] = {}    # relay key -> [link, its bytes_out counted, delivered counted]
+        self._lock = asyncio.Lock()           # held around every use of self.pay (see module docstring)
         self.sent = 0
         self.send_failed = 0
 
     def _ensure(self, relay_key: bytes) -> bool:
+        """Call with the lock held (on the loop)."""
         if relay_key in self.pay.issuers:
             return True
-        peer = self.directory.peer_for_key(relay_key, now())
+        peer = self.trust.peer(relay_key)
         if peer is None:
             return False
         self.pay.add_relay(relay_key, to_checksum_address(peer.owner), now())
@@ -94,25 +102,34 @@ class NodePayments:
         st[2] = client.delivered_bytes
         return n
 
-    def on_control(self, relay_key: bytes, payload: bytes) -> list[bytes]:
+    async def on_control(self, relay_key: bytes, payload: bytes) -> list[bytes]:
         """RelayClient hook: a payments control message from that relay; returns payloads to send back."""
-        if not self._ensure(relay_key):
-            return []
-        out = self.pay.on_control(relay_key, bytes(payload), now())
+        async with self._lock:
+            if not self._ensure(relay_key):
+                return []
+            out = await asyncio.to_thread(self.pay.on_control, relay_key, bytes(payload), now())
         self.sent += len(out)
         return [p for k, p in out if k == relay_key]
 
-    async def tick(self, relays: dict) -> None:
-        """Fold the byte counters in, sign what is due, send it (call every housekeeping tick)."""
-        t = now()
+    def _fold_and_sign(self, usage: list, t: float) -> list:
+        """Worker thread, lock held: fold the byte counts in and sign what is due."""
         out = []
-        for key, client in list(relays.items()):
-            if not self._ensure(key):
-                continue
-            n = self._delta(key, client)
-            if n:
-                out += self.pay.on_usage(key, n, t)
+        for key, n in usage:
+            out += self.pay.on_usage(key, n, t)
         out += self.pay.poll(t)
+        return out
+
+    async def tick(self, relays: dict) -> None:
+        """Fold the byte counters in, sign what is due (in a worker thread), send it."""
+        t = now()
+        async with self._lock:
+            usage = []
+            for key, client in list(relays.items()):
+                if self._ensure(key):
+                    n = self._delta(key, client)
+                    if n:
+                        usage.append((key, n))
+            out = await asyncio.to_thread(self._fold_and_sign, usage, t)
         for key, payload in out:
             client = relays.get(key)
             link = client.link if client is not None else None
@@ -120,15 +137,15 @@ class NodePayments:
                 self.send_failed += 1   # the next receipt is cumulative: nothing is lost but time
                 continue
             try:
-                await link.send(encode_local(payload))
+                await client.send_controls(link, [payload])   # sealed in the device-relay session
                 self.sent += 1
             except LinkClosedError:
                 self.send_failed += 1
 
     async def run(self, relays: dict) -> None:
-        """The node's payments task: :meth:`tick` every TICK_SECONDS until cancelled."""
+        """The node's payments task: :meth:`tick` every RECEIPT_TICK_SECONDS until cancelled."""
         while True:
-            await asyncio.sleep(TICK_SECONDS)
+            await asyncio.sleep(RECEIPT_TICK_SECONDS)
             await self.tick(relays)
 
     def status(self) -> dict:

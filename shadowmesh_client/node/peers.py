@@ -19,18 +19,28 @@ Who dials whom (one link per peer pair, deterministic): a peer with a published 
 us if we publish none, or if both publish one and our public key is the lower. The other side only
 accepts. A duplicate link (restarts, races) replaces the older one.
 
-Not task-safe beyond the event loop: everything here runs on the node's loop.
+``PeerTable`` holds the node's peers, routes and relay clients: node/reconcile.py keeps it in line with
+the directory, node/links.py and the pump read it (and create a peer for a trusted sender's handshake).
+
+May import: protocol, relay (envelope), transport (Link), node.settings. Not task-safe beyond the event
+loop: everything here runs on the node's loop.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from shadowmesh_client.node.settings import RELAY_RTT_PENALTY
 from shadowmesh_client.protocol import ProtocolConfig, Session, SessionState
+from shadowmesh_client.protocol.floors import HandshakeFloors
 from shadowmesh_client.relay import encode_forward
 from shadowmesh_client.transport import Link, LinkClosedError
-from shadowmesh_client.node.settings import RELAY_RTT_PENALTY
+
+if TYPE_CHECKING:
+    from shadowmesh_client.node.tasks import Running
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +102,14 @@ class PeerState:
     """One peer: its session, its direct link (if any), the relays, and the chosen path."""
 
     __slots__ = ("key", "overlay", "endpoint", "session", "direct", "path", "established_at",
-                 "dialer", "_identity", "_config", "_trust", "relay_paths", "sessions_started")
+                 "dialer", "_identity", "_config", "_trust", "relay_paths", "sessions_started", "_floors",
+                 "cookie")
 
-    def __init__(self, key: bytes, identity, config: ProtocolConfig, trust) -> None:
+    def __init__(self, key: bytes, identity, config: ProtocolConfig, trust,
+                 floors: HandshakeFloors | None = None) -> None:
         self.key = key
+        self._floors = floors   # the node's handshake floors (replays across sessions and restarts)
+        self.cookie: bytes | None = None   # the peer's last cookie reply (protocol/cookie.py), echoed once
         self.overlay: str | None = None
         self.endpoint: str | None = None
         self._identity = identity
@@ -107,11 +121,11 @@ class PeerState:
         self.relay_paths: list[RelayPath] = []
         self.path: DirectPath | RelayPath | None = None
         self.established_at: float | None = None
-        self.dialer = None  # ReconnectingClient when we dial this peer
+        self.dialer: Running | None = None  # node.tasks.Running (a ReconnectingClient) when we dial this peer
 
     def new_session(self) -> Session:
         self.sessions_started += 1
-        self.session = Session(self._identity, self.key, self._config, self._trust)
+        self.session = Session(self._identity, self.key, self._config, self._trust, floors=self._floors)
         return self.session
 
     def usable_session(self) -> Session:
@@ -164,6 +178,46 @@ class PeerState:
             "sent_packets": c.sent_packets, "delivered_packets": c.delivered_packets, "dropped": c.dropped,
             "handshakes": c.handshakes, "rekeys": c.rekeys,
         }
+
+
+class PeerTable:
+    """``peers`` {public key: PeerState}, ``routes`` {4-byte overlay address: PeerState} (the pump's one
+    dict lookup per packet), ``relays`` {relay key: node.relays.RelayClient}. ``trust(key) -> bool`` is
+    every Session's trust callback (directory.trust.TrustPolicy.is_trusted)."""
+
+    __slots__ = ("identity", "config", "trust", "peers", "routes", "relays", "floors")
+
+    def __init__(self, identity, config: ProtocolConfig, trust: Callable[[bytes], bool],
+                 floors: HandshakeFloors | None = None) -> None:
+        self.identity = identity
+        self.floors = floors if floors is not None else HandshakeFloors()
+        self.config = config
+        self.trust = trust
+        self.peers: dict[bytes, PeerState] = {}
+        self.routes: dict[bytes, PeerState] = {}
+        self.relays: dict = {}
+
+    def peer(self, key: bytes) -> PeerState:
+        """The peer for ``key``, created (with a path through every relay) if new. The caller checked trust."""
+        peer = self.peers.get(key)
+        if peer is None:
+            peer = self.peers[key] = PeerState(key, self.identity, self.config, self.trust, self.floors)
+            peer.relay_paths = [RelayPath(r, key) for r in self.relays.values()]
+            peer.select()
+        return peer
+
+    def remove(self, key: bytes) -> PeerState | None:
+        """Forget the peer for ``key`` and every route to it; returns it (or None)."""
+        peer = self.peers.pop(key, None)
+        if peer is not None:
+            for addr in [a for a, p in self.routes.items() if p is peer]:
+                del self.routes[addr]
+        return peer
+
+    def reselect(self) -> None:
+        """Re-run every peer's path choice (after a relay link changed, or on the housekeeping period)."""
+        for peer in self.peers.values():
+            peer.select()
 
 
 def should_dial(my_key: bytes, my_endpoint: str | None, peer_key: bytes, peer_endpoint: str | None) -> bool:

@@ -11,7 +11,8 @@ Counters (monotonic, in ``counters()``): packets dropped for no route (unknown d
 (peer known but unreachable right now), frames rejected by the protocol (forged, replayed,
 untrusted...), send errors.
 
-Not task-safe beyond the event loop; one ``run()`` task per node.
+May import: protocol, transport, errors, node.peers, node.settings. Not task-safe beyond the event loop;
+one ``run()`` task per node.
 """
 
 from __future__ import annotations
@@ -20,25 +21,44 @@ import asyncio
 import logging
 
 from shadowmesh_client.errors import ProtocolError, TunError
-from shadowmesh_client.protocol import SessionState
-from shadowmesh_client.transport import LinkClosedError
 from shadowmesh_client.node.peers import now
 from shadowmesh_client.node.settings import MAX_FRAME_BYTES, READ_BATCH
+from shadowmesh_client.protocol import FrameType, SessionState
+from shadowmesh_client.protocol import constants as C
+from shadowmesh_client.transport import LinkClosedError
 
 log = logging.getLogger(__name__)
 
-_PAYLOAD_LIMIT = MAX_FRAME_BYTES - 80 - 2   # bytes of packets (+2 per packet) in one frame
-_MIN_FRAME = 80                              # spec "Frame Format": 64-byte header + 16-byte tag
-_HANDSHAKE_INIT = 1
+# DATA frame payload layout (spec "Frame Format", protocol/frames.py seal_packets): a u16 packet count, then
+# one u16 (length - 1) per packet, then the packets.
+DATA_COUNT_BYTES = 2
+"""Bytes of the packet count at the start of a DATA payload."""
+DATA_LENGTH_BYTES = 2
+"""Bytes of the length prefix of each packet in a DATA payload."""
+
+_PAYLOAD_LIMIT = MAX_FRAME_BYTES - C.OVERHEAD - DATA_COUNT_BYTES
+"""Bytes of packets (each plus DATA_LENGTH_BYTES) that fit one frame of at most MAX_FRAME_BYTES."""
+
+IPV4_DST = slice(16, 20)
+"""RFC 791 section 3.1: the destination address is bytes 16..20 of the IPv4 header. The raw 4 bytes are
+the routes' key (one dict lookup per packet, no int or ipaddress object; tun/packet.py has the checked
+helpers for everything that is not the hot path)."""
+
+_SENDER = slice(8, 40)
+"""Spec "Frame Format" (protocol/frames.py HEADER): the sender's 32-byte key at bytes 8..40."""
+_TYPE_MASK = 0x0F   # the frame type is the low nibble of byte 0
+_HANDSHAKE_INIT = int(FrameType.HANDSHAKE_INIT)
 
 
 class Pump:
     """``routes``: {4-byte overlay address: PeerState}; ``peers``: {public key: PeerState};
     ``incoming(key, frame)`` -> PeerState | None creates a peer for a trusted sender's handshake;
-    ``on_events(peer, events, now)`` is told about session events."""
+    ``on_events(peer, events, now)`` is told about session events; ``on_handshake()`` when sending had to
+    start a handshake (off the fast path: the session had no usable key)."""
 
-    def __init__(self, tun, routes: dict, peers: dict, incoming, on_events) -> None:
+    def __init__(self, tun, routes: dict, peers: dict, incoming, on_events, on_handshake=lambda: None) -> None:
         self.tun = tun
+        self._on_handshake = on_handshake
         self.routes = routes
         self.peers = peers
         self._incoming = incoming
@@ -99,7 +119,7 @@ class Pump:
             return
         routes = self.routes
         if len(packets) == 1:
-            peer = routes.get(packets[0][16:20])
+            peer = routes.get(packets[0][IPV4_DST])
             if peer is None:
                 self.no_route += 1
                 return
@@ -109,7 +129,7 @@ class Pump:
             return
         groups: dict = {}
         for p in packets:
-            peer = routes.get(p[16:20])
+            peer = routes.get(p[IPV4_DST])
             if peer is None:
                 self.no_route += 1
                 continue
@@ -133,7 +153,7 @@ class Pump:
         else:
             chunks, chunk, size = [], [], 0
             for p in packets:
-                n = len(p) + 2
+                n = len(p) + DATA_LENGTH_BYTES
                 if chunk and size + n > _PAYLOAD_LIMIT:
                     chunks.append(chunk)
                     chunk, size = [], 0
@@ -148,6 +168,7 @@ class Pump:
             except ProtocolError:  # no key yet (queue + handshake), or closed/failed (fresh session)
                 session = peer.usable_session()
                 out.extend(session.send_packets(chunk, t))
+                self._on_handshake()
         return out
 
     def _send_now(self, peer, packets: list):
@@ -187,10 +208,10 @@ class Pump:
         """One end-to-end frame from a path. Writes delivered packets to the TUN device; returns frames to
         send back on the same path (handshake answers), or None. ``expected``: the sender a direct link
         is authenticated as (a frame from anyone else on it is dropped)."""
-        if len(frame) < _MIN_FRAME:
+        if len(frame) < C.OVERHEAD:
             self.rejected += 1
             return None
-        key = bytes(frame[8:40])
+        key = bytes(frame[_SENDER])
         if expected is not None and key != expected:
             self.rejected += 1
             return None
@@ -206,7 +227,7 @@ class Pump:
         try:
             received = session.open(frame, t)
         except ProtocolError:
-            if session.state in (SessionState.CLOSED, SessionState.FAILED) and frame[0] & 0x0F == _HANDSHAKE_INIT:
+            if session.state in (SessionState.CLOSED, SessionState.FAILED) and frame[0] & _TYPE_MASK == _HANDSHAKE_INIT:
                 try:
                     received = peer.usable_session().open(frame, t)
                 except ProtocolError:

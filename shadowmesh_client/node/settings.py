@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shadowmesh_client.api.settings import ApiSettings
 from shadowmesh_client.daemon_common import LINK_MAX_MESSAGE_BYTES, MAX_FRAME_BYTES, node_link_limits
+from shadowmesh_client.relay.guard import GuardConfig
 from shadowmesh_client.transport import LinkLimits
 
 __all__ = ["LINK_MAX_MESSAGE_BYTES", "MAX_FRAME_BYTES", "node_link_limits"]  # re-exported (their home: daemon_common)
@@ -26,14 +28,38 @@ transport's default message limit, so even a relay with default limits carries i
 READ_BATCH = 128
 """Packets read from the TUN device per wake-up at most (bounds latency and memory per burst)."""
 
-TICK_SECONDS = 0.5
-"""Seconds between housekeeping rounds: session timers, trust sweep, path re-selection, status file."""
+PATH_SECONDS = 0.5
+"""Seconds between housekeeping rounds: path re-selection by RTT and the trust sweep (a registration that
+expires emits no event). Link changes re-select at once; this only tracks RTT drift and expiry."""
+
+STATUS_SECONDS = 1.0
+"""Seconds between status-file writes."""
+
+TIMER_RESCAN_SECONDS = 1.0
+"""Seconds: the longest the session-timer task (node/timers.py) sleeps without looking at every session.
+It is woken at once by handshakes, rekeys and session events; the packet path moves a few timers without
+waking it (keepalive 10 s after a receive, dead-peer check 15 s after a send, a crossed rekey threshold),
+and this bounds how late those fire, without a wake-up per packet on the hot path."""
+
+TIMER_MIN_GAP = 0.05
+"""Seconds: a session whose timer is still due right after ``on_timer`` is looked at again after this, not
+spun on (a guard; the protocol always moves its timer forward)."""
+
+RECEIPT_TICK_SECONDS = 0.1
+"""Seconds between folding the relay links' byte counters into the receipt issuers (node/payments.py)."""
 
 DIRECTORY_INTERVAL = 1.0
 """Seconds between directory sync rounds: a revocation is seen within about this plus one tick (<< 10 s)."""
 
 BACKOFF_MAX = 8.0
 """Seconds: cap of the reconnect delay to peers and relays (from 0.25 s doubling, with jitter)."""
+
+BLOCK_AFTER_BAD_FRAMES = 64
+"""Frames: a source whose last this-many frames through a relay were all rejected (wrong tag, replayed,
+unknown) and none accepted is blocked at that relay (relay/control.py BLOCK), for BLOCK_SECONDS."""
+
+BLOCK_SECONDS = 60
+"""Seconds a BLOCK asks the relay to drop a garbage-only source's frames to us (then it may try again)."""
 
 RELAY_RTT_PENALTY = 0.002
 """Seconds added to a relayed path's estimated RTT (2 x link RTT to the relay): the direct path wins ties."""
@@ -55,3 +81,6 @@ class NodeSettings:
     limits: LinkLimits = field(default_factory=node_link_limits)
     backoff_max: float = BACKOFF_MAX
     directory_interval: float = DIRECTORY_INTERVAL
+    state_dir: str | None = None         # handshake floors (relay/floors.py); None: in memory only
+    handshake_guard: GuardConfig | None = field(default_factory=GuardConfig)   # accept hook; None: off
+    api: ApiSettings | None = None       # local API + dashboard (api/); None: off (the CLI turns it on)

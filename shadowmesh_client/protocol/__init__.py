@@ -79,8 +79,8 @@ Sizes: 80 bytes of overhead per frame (64 header + 16 tag), plus 2 + 2 per packe
 """
 
 from shadowmesh_client.crypto import Identity, verify_signature
-from shadowmesh_client.protocol.config import NetworkBinding, ProtocolConfig, TrustCallback
 from shadowmesh_client.errors import ProtocolError
+from shadowmesh_client.protocol.config import NetworkBinding, ProtocolConfig, TrustCallback
 from shadowmesh_client.protocol.errors import (
     AuthenticationError,
     FrameFormatError,
@@ -90,7 +90,7 @@ from shadowmesh_client.protocol.errors import (
     SessionClosedError,
     UntrustedPeerError,
 )
-from shadowmesh_client.protocol.frames import FrameHeader, FrameType, Flags, peek_header, peek_sender
+from shadowmesh_client.protocol.frames import Flags, FrameHeader, FrameType, peek_header, peek_sender
 from shadowmesh_client.protocol.replay import ReplayWindow
 from shadowmesh_client.protocol.session import Counters, Received, Session, SessionEvent, SessionState
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from shadowmesh_client.crypto import blake2b
 from shadowmesh_client.errors import ConfigError
@@ -66,7 +66,9 @@ class NetworkBinding:
 
     def encode(self) -> bytes:
         """60 bytes: chain id (uint64 big-endian) || registry (20) || network id (32)."""
-        return struct.pack(">Q", self.chain_id) + self.registry + self.network_id
+        # __post_init__ stored both in canonical bytes form; the helpers return bytes as they are and tell
+        # the type checker so (the fields' declared types are the accepted inputs).
+        return struct.pack(">Q", self.chain_id) + _address_bytes(self.registry) + _network_bytes(self.network_id)
 
     def digest(self) -> bytes:
         """BLAKE2b-256 of ``encode()``, personalised; mixed into every handshake signature and key."""

@@ -6,6 +6,11 @@ The transport catches ProtocolError around ``Session.open`` and drops the frame;
 
 from shadowmesh_client.errors import ProtocolError
 
+__all__ = [
+    "AuthenticationError", "FrameFormatError", "HandshakeError", "NotEstablishedError", "ProtocolError", "ReplayError",
+    "SessionClosedError", "UntrustedPeerError",
+]
+
 
 class FrameFormatError(ProtocolError):
     """The bytes are not a well-formed frame (wrong version, type, length or size)."""

@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from shadowmesh_client import crypto
 from shadowmesh_client.protocol import constants as C
@@ -70,6 +72,9 @@ class Flags(enum.IntFlag):
     RESPONSE = 0x04
     JUMBO = 0x80
 
+
+BytesLike: TypeAlias = bytes | bytearray | memoryview
+"""What frames and packets may arrive as: bytes from the network, views and buffers from the TUN reader."""
 
 KNOWN_FLAGS = int(Flags.PADDED | Flags.KEY_PHASE | Flags.RESPONSE | Flags.JUMBO)
 _VALID_TYPES = frozenset(int(t) for t in FrameType)
@@ -104,7 +109,7 @@ class FrameHeader:
                            self.sender, self.nonce)
 
     @classmethod
-    def decode(cls, data: bytes) -> "FrameHeader":
+    def decode(cls, data: bytes) -> FrameHeader:
         """Parse exactly 64 header bytes (no check against a payload size; see ``peek_header``)."""
         if len(data) != C.HEADER_SIZE:
             raise FrameFormatError(f"a frame header is {C.HEADER_SIZE} bytes, got {len(data)}")
@@ -116,7 +121,7 @@ class FrameHeader:
         return self.length
 
 
-def _parse(data) -> FrameHeader:
+def _parse(data: BytesLike) -> FrameHeader:
     vt, flags, length, seq, sender, nonce = HEADER.unpack_from(data)
     version, ftype = vt >> 4, vt & 0x0F
     if version != C.PROTOCOL_VERSION:
@@ -141,7 +146,7 @@ def check_length(flags: int, length: int, frame_size: int) -> int:
     return payload
 
 
-def peek_header(frame: bytes) -> FrameHeader:
+def peek_header(frame: BytesLike) -> FrameHeader:
     """The header of ``frame`` after checking version, type, flags and length; no decryption.
 
     What a router or relay needs: ``peek_header(frame).sender`` is the sending device's key.
@@ -153,7 +158,7 @@ def peek_header(frame: bytes) -> FrameHeader:
     return header
 
 
-def peek_sender(frame: bytes) -> bytes:
+def peek_sender(frame: BytesLike) -> bytes:
     """The sender's 32-byte public key (bytes 8..40) without any validation: a fast routing hint only."""
     if len(frame) < C.OVERHEAD:
         raise FrameFormatError(f"frame of {len(frame)} bytes is shorter than header + tag ({C.OVERHEAD})")
@@ -198,7 +203,7 @@ def seal(ftype: int, flags: int, seq: int, sender: bytes, nonce: bytes, plaintex
     return frame
 
 
-def check_batch(packets: list) -> None:
+def check_batch(packets: Sequence[BytesLike]) -> None:
     """FrameFormatError unless ``packets`` is a batch ``seal_packets`` accepts: 1..1024 packets of
     1..65,536 bytes each, at most MAX_PAYLOAD bytes of plaintext in all."""
     count = len(packets)
@@ -211,7 +216,7 @@ def check_batch(packets: list) -> None:
         raise FrameFormatError(f"a batch of more than {C.MAX_PAYLOAD} bytes does not fit one frame; split it")
 
 
-def seal_packets(flags: int, seq: int, sender: bytes, prefix: bytes, packets: list, pad: bool,
+def seal_packets(flags: int, seq: int, sender: bytes, prefix: bytes, packets: Sequence[BytesLike], pad: bool,
                  key: bytes) -> bytearray:
     """A DATA frame carrying ``packets``: the batch is written once into the frame buffer and encrypted
     in place by one AEAD call (no intermediate plaintext object)."""
@@ -244,20 +249,20 @@ def seal_packets(flags: int, seq: int, sender: bytes, prefix: bytes, packets: li
     frame = bytearray(C.OVERHEAD + n)
     SESSION_HEADER.pack_into(frame, 0, _DATA_VT, flags, length, seq, sender, prefix, seq)
     pos = C.HEADER_SIZE + 2 + 2 * count
-    struct.pack_into(">H%dH" % count, frame, C.HEADER_SIZE, count, *[x - 1 for x in lengths])
-    for p, ln in zip(packets, lengths):
+    struct.pack_into(f">H{count}H", frame, C.HEADER_SIZE, count, *[x - 1 for x in lengths])
+    for p, ln in zip(packets, lengths, strict=False):  # lengths was built from packets: same length
         frame[pos : pos + ln] = p
         pos += ln
     crypto.aead_seal_in_place(frame, C.HEADER_SIZE, NONCE_OFFSET, n, key)
     return frame
 
 
-def open_payload(frame, key: bytes) -> bytearray | None:
+def open_payload(frame: BytesLike, key: bytes) -> bytearray | None:
     """Decrypt the payload of a frame whose header was validated; None if the tag does not verify."""
     return crypto.aead_open(frame, C.HEADER_SIZE, NONCE_OFFSET, key)
 
 
-def decode_packets(plaintext, padded: bool) -> list[bytes]:
+def decode_packets(plaintext: BytesLike, padded: bool) -> list[bytes]:
     """The IP packets of a DATA plaintext (see the module docstring); FrameFormatError if malformed.
 
     Each packet is copied exactly once, from a memoryview of ``plaintext`` into its ``bytes`` (slicing

@@ -93,7 +93,7 @@ def create_initiation(identity: crypto.Identity, peer: bytes, binding: bytes, he
     return PendingInitiation(private, header, body + signature, timestamp)
 
 
-def parse_initiation(identity: crypto.Identity, binding: bytes, header: bytes, plaintext: bytes,
+def parse_initiation(identity: crypto.Identity, binding: bytes, header: bytes, plaintext: bytes | bytearray,
                      min_timestamp: int = -1) -> tuple[bytes, int]:
     """Check an initiation addressed to ``identity``; return (initiator ephemeral key, timestamp).
 
@@ -117,7 +117,7 @@ def parse_initiation(identity: crypto.Identity, binding: bytes, header: bytes, p
     return eph, timestamp
 
 
-def create_response(identity: crypto.Identity, binding: bytes, init_header: bytes, init_plaintext: bytes,
+def create_response(identity: crypto.Identity, binding: bytes, init_header: bytes, init_plaintext: bytes | bytearray,
                     peer_ephemeral: bytes, header: bytes, rng: crypto.RandomSource) -> tuple[bytes, SessionKeys]:
     """The response plaintext (RESPONSE_SIZE bytes) and the responder's session keys."""
     private, public = crypto.x25519_keypair(rng)
@@ -128,7 +128,8 @@ def create_response(identity: crypto.Identity, binding: bytes, init_header: byte
     return plaintext, _derive(shared, binding, transcript + plaintext, initiator=False)
 
 
-def finish_initiation(pending: PendingInitiation, binding: bytes, header: bytes, plaintext: bytes) -> SessionKeys:
+def finish_initiation(pending: PendingInitiation, binding: bytes, header: bytes,
+                      plaintext: bytes | bytearray) -> SessionKeys:
     """Verify the response to ``pending`` (responder = header's sender) and derive the initiator's keys."""
     if len(plaintext) != RESPONSE_SIZE:
         raise HandshakeError(f"handshake response must be {RESPONSE_SIZE} bytes, got {len(plaintext)}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from shadowmesh_client import crypto
@@ -42,6 +43,7 @@ from shadowmesh_client.protocol.errors import (
     SessionClosedError,
     UntrustedPeerError,
 )
+from shadowmesh_client.protocol.floors import HandshakeFloors
 from shadowmesh_client.protocol.replay import ReplayWindow
 
 _HEADER = F.HEADER
@@ -73,9 +75,9 @@ class SessionEvent(enum.Enum):
 class Received:
     """What ``Session.open`` produced: packets for the TUN device, frames to send, events."""
 
-    packets: list = field(default_factory=list)
-    outgoing: list = field(default_factory=list)
-    events: list = field(default_factory=list)
+    packets: list[bytes] = field(default_factory=list)
+    outgoing: list[bytearray] = field(default_factory=list)
+    events: list[SessionEvent] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -123,7 +125,8 @@ class Session:
     """The protocol state with one peer; see the module docstring and the package docstring for use."""
 
     def __init__(self, identity: crypto.Identity, peer_public_key: bytes, config: ProtocolConfig,
-                 is_trusted: TrustCallback, rng: crypto.RandomSource = os.urandom) -> None:
+                 is_trusted: TrustCallback, rng: crypto.RandomSource = os.urandom,
+                 floors: HandshakeFloors | None = None) -> None:
         if len(peer_public_key) != 32:
             raise ValueError("peer public key must be 32 bytes (Ed25519)")
         if bytes(peer_public_key) == identity.public_key:
@@ -146,8 +149,9 @@ class Session:
         self._rekey_due = False  # a rekey should start at the next on_timer/send_packets
         self._pending_phase = 0  # KEY_PHASE of the key our pending initiation will create
         self._peer_ts = -1  # highest handshake timestamp accepted from the peer (ns)
+        self._floors = floors  # daemon-wide floors (protocol/floors.py): replay across sessions/restarts
         self._my_ts = -1
-        self._queue: list = []
+        self._queue: list[F.BytesLike] = []  # packets waiting for a key, oldest first
         self._last_sent = 0.0
         self._keepalive_at: float | None = None  # passive keepalive deadline
         self._awaiting_since: float | None = None  # first data sent since the peer was last heard
@@ -167,7 +171,7 @@ class Session:
         return f"Session(peer={self._peer.hex()[:16]}..., state={self.state.value})"
 
     # ---- handshake -------------------------------------------------------------------------------
-    def initiate(self, now: float) -> bytes:
+    def initiate(self, now: float) -> bytearray:
         """Start the first handshake (or a fresh one); returns the HANDSHAKE_INIT frame to send."""
         self._check_open()
         if self.state in (SessionState.NEW, SessionState.FAILED):
@@ -179,10 +183,11 @@ class Session:
         self._my_ts = max(int(now * 1e9), self._my_ts + 1)
         return self._my_ts
 
-    def _send_initiation(self, now: float, rekey: bool) -> bytes:
+    def _send_initiation(self, now: float, rekey: bool) -> bytearray:
         ts = self._next_ts(now)
         if rekey:
             kp = self._current
+            assert kp is not None, "a rekey is only started with a current key"
             seq = self._take_seq(kp)
             flags = kp.phase
             nonce = kp.prefix + seq.to_bytes(4, "big")
@@ -203,11 +208,17 @@ class Session:
                        self._pending.plaintext, key)
         return self._sent(frame, now)
 
-    def _on_initiation(self, header: bytes, plaintext, now: float, rekey_kp: _Keypair | None) -> Received:
+    def _on_initiation(self, header: bytes, plaintext: bytearray, now: float, rekey_kp: _Keypair | None) -> Received:
         if self._pending is not None and self._pending_rekey == (rekey_kp is not None) and self._me < self._peer:
             return Received()  # both initiated at once: the lower key wins, and that is ours
-        eph, ts = H.parse_initiation(self._identity, self._binding, header, plaintext, self._peer_ts)
+        floor = self._peer_ts
+        floors = self._floors
+        if floors is not None:
+            floor = max(floor, floors.floor(self._peer, now))
+        eph, ts = H.parse_initiation(self._identity, self._binding, header, plaintext, floor)
         self._peer_ts = ts
+        if floors is not None:
+            floors.raise_to(self._peer, ts)  # stored (and persisted by the daemon) before we answer
         self._pending = None
         if rekey_kp is not None:
             seq = self._take_seq(rekey_kp)
@@ -221,7 +232,7 @@ class Session:
         body, keys = H.create_response(self._identity, self._binding, header, plaintext, eph, rheader, self._rng)
         phase = rekey_kp.phase ^ _PHASE if rekey_kp is not None else header[1] & _PHASE
         kp = self._new_keypair(keys, now, False, phase)
-        events = []
+        events: list[SessionEvent] = []
         if self._current is None:  # nothing to protect: use the new key at once
             self._install(kp, now, events)
         else:
@@ -232,7 +243,7 @@ class Session:
             out.outgoing.extend(self._flush_queue(now))
         return out
 
-    def _on_response(self, header: bytes, plaintext, now: float) -> Received:
+    def _on_response(self, header: bytes, plaintext: bytearray, now: float) -> Received:
         pending = self._pending
         if pending is None:
             raise HandshakeError("unexpected handshake response (no handshake in progress)")
@@ -250,7 +261,7 @@ class Session:
     def _new_keypair(self, keys: H.SessionKeys, now: float, initiator: bool, phase: int) -> _Keypair:
         return _Keypair(keys, phase, now, initiator, self._rng(20), self._config.reject_after_messages)
 
-    def _install(self, kp: _Keypair, now: float, events: list) -> None:
+    def _install(self, kp: _Keypair, now: float, events: list[SessionEvent]) -> None:
         first = self._current is None
         if self._current is not None:
             self._current.retired_at = now
@@ -267,7 +278,7 @@ class Session:
             events.append(SessionEvent.REKEYED)
 
     # ---- receiving -------------------------------------------------------------------------------
-    def open(self, frame, now: float) -> Received:
+    def open(self, frame: F.BytesLike, now: float) -> Received:
         """Authenticate and process one frame from the peer. Raises a ProtocolError subclass (and counts
         it in ``counters.dropped``) for anything that must be dropped; never delivers a packet twice."""
         try:
@@ -280,7 +291,7 @@ class Session:
             self.counters.dropped += 1
             raise
 
-    def _open(self, frame, now: float) -> Received:
+    def _open(self, frame: F.BytesLike, now: float) -> Received:
         if self.state is SessionState.CLOSED:
             raise SessionClosedError("session is closed; create a new Session to talk to this peer again")
         size = len(frame)
@@ -342,7 +353,7 @@ class Session:
             out.outgoing.extend(self._flush_queue(now))
         return out
 
-    def _decrypt(self, frame, phase: int, now: float):
+    def _decrypt(self, frame: F.BytesLike, phase: int, now: float) -> tuple[_Keypair, bytearray]:
         grace = self._config.grace_seconds
         tried = False
         for kp in (self._current, self._next, self._previous):
@@ -381,14 +392,14 @@ class Session:
             self._rekey_due = True
         return seq
 
-    def _sent(self, frame, now: float):
+    def _sent(self, frame: bytearray, now: float) -> bytearray:
         self.counters.sent_frames += 1
         self.counters.bytes_sent += len(frame)
         self._last_sent = now
         self._keepalive_at = None
         return frame
 
-    def seal_packets(self, packets: list, now: float) -> bytearray:
+    def seal_packets(self, packets: Sequence[F.BytesLike], now: float) -> bytearray:
         """One DATA frame carrying ``packets`` (1..1024 IP packets of 1..65,536 bytes; <= 1 MiB in all).
 
         Raises NotEstablishedError when there is no usable key (use ``send_packets`` to queue instead).
@@ -412,12 +423,12 @@ class Session:
             self._awaiting_since = now
         return frame
 
-    def send_packets(self, packets: list, now: float) -> list:
+    def send_packets(self, packets: Sequence[F.BytesLike], now: float) -> list[bytearray]:
         """Frames to send for ``packets``: sealed now if a key is usable, otherwise queued (at most
         ``max_queued_packets``, oldest dropped and counted) while a handshake runs, which this starts
         if none is running. Also emits a due rekey initiation."""
         self._check_open()
-        out = []
+        out: list[bytearray] = []
         try:
             if self._queue:  # older packets first (normally flushed when the handshake completed)
                 F.check_batch(packets)  # before flushing: an error must not swallow the flushed frames
@@ -442,10 +453,10 @@ class Session:
             out.append(self._start_rekey(now))
         return out
 
-    def _flush_queue(self, now: float) -> list:
+    def _flush_queue(self, now: float) -> list[bytearray]:
         """DATA frames for the queued packets, in order. If the key runs out midway, what could not be
         sealed stays queued (nothing sealed is ever dropped: its sequence number was spent)."""
-        out = []
+        out: list[bytearray] = []
         queue, self._queue = self._queue, []
         limit = C.MAX_PAYLOAD // 2
         start, size = 0, 0
@@ -461,7 +472,7 @@ class Session:
             self._queue = queue[start:] + self._queue
         return out
 
-    def _seal_control(self, ftype: int, body: bytes, now: float):
+    def _seal_control(self, ftype: int, body: bytes, now: float) -> bytearray:
         kp = self._sendable(now)
         seq = self._take_seq(kp)
         frame = F.seal(ftype, kp.phase, seq, self._me, kp.prefix + seq.to_bytes(4, "big"), body, kp.send_key,
@@ -469,7 +480,7 @@ class Session:
         kp.sent_bytes += len(frame)
         return self._sent(frame, now)
 
-    def _start_rekey(self, now: float):
+    def _start_rekey(self, now: float) -> bytearray:
         self._rekey_due = False
         try:
             self._sendable(now)
@@ -478,10 +489,17 @@ class Session:
         self._pending_started = now
         return self._send_initiation(now, rekey=True)
 
-    def close(self, now: float, reason: int = 0):
+    def keepalive(self, now: float) -> bytearray | None:
+        """A KEEPALIVE frame now (an answer that tells the peer we are alive), or None without a usable key."""
+        try:
+            return self._seal_control(_KEEPALIVE, b"", now)
+        except (NotEstablishedError, SessionClosedError):
+            return None
+
+    def close(self, now: float, reason: int = 0) -> bytearray | None:
         """A CLOSE frame for the peer (None if no key was ever established); the session is then closed
         and its keys dropped."""
-        frame = None
+        frame: bytearray | None = None
         if self._current is not None and self.state is SessionState.ESTABLISHED:
             try:
                 frame = self._seal_control(_CLOSE, bytes([reason & 0xFF]), now)
@@ -502,7 +520,7 @@ class Session:
         if self.state in (SessionState.CLOSED, SessionState.FAILED):
             return None
         cfg = self._config
-        times = []
+        times: list[float] = []
         if self._pending is not None:
             times.append(min(self._pending_sent + cfg.handshake_retry_seconds,
                              self._pending_started + cfg.handshake_give_up_seconds))
@@ -527,12 +545,12 @@ class Session:
         """Seconds without any frame from the peer, after we sent data, before we re-handshake."""
         return self._config.keepalive_seconds + self._config.handshake_retry_seconds
 
-    def on_timer(self, now: float) -> list:
+    def on_timer(self, now: float) -> list[bytearray]:
         """Frames that timers make due at ``now``: handshake retries, rekey initiations, keepalives."""
         if self.state in (SessionState.CLOSED, SessionState.FAILED):
             return []
         cfg = self._config
-        out = []
+        out: list[bytearray] = []
         prev = self._previous
         if prev is not None and prev.retired_at is not None and now - prev.retired_at >= cfg.grace_seconds:
             self._previous = None

@@ -16,7 +16,16 @@ How the wrapper drives it::
     core.take_usage()                        # per-device byte counters for receipts (resets them)
 
 Memory bound per attached device: its queue holds at most ``queue_max_bytes`` of envelopes (plus one
-message), created lazily and released when empty; an idle device costs one small _Route object.
+message) while one source sends, ``queue_max_bytes * (1 + source_share)`` with several; created lazily and
+released when empty; an idle device costs one small _Route object.
+
+Fairness (issue 12 "Resource bounds"): every device's messages pass a message-rate token bucket
+(``messages_per_second``: counts messages, so 16-byte messages cost as much as 64 KiB ones) before any
+parsing; a destination's queue is one sub-queue per source, served round-robin by ``pop`` and each
+capped at ``source_share`` of the queue, so one source flooding a device cannot fill its queue and starve
+the others' frames (their drops stay ``queue_full`` of that source only). ``block(destination, source,
+seconds)`` (the destination's own sealed request, relay/control.py) drops that source's frames to it as
+``blocked``. All of it O(1) per message.
 """
 
 from __future__ import annotations
@@ -46,15 +55,22 @@ class DropReason(Enum):
     QUEUE_FULL = "queue_full"        # destination's queue at its bound (slow receiver)
     NOT_ATTACHED = "not_attached"    # message from a key with no route (raced with detach)
     UNPAID = "unpaid"                # sender or destination out of ``RelayCore.budgets`` (payments credit)
+    MESSAGE_RATE = "message_rate"    # sender over its message-rate bucket (messages, not bytes)
+    BLOCKED = "blocked"              # the destination asked the relay to stop forwarding from this source
 
 
 @dataclass(frozen=True)
 class RelayConfig:
-    """``rate_bytes_per_second=None`` disables rate limiting. Sizes in bytes."""
+    """``rate_bytes_per_second=None`` disables byte rate limiting; ``messages_per_second=None`` disables
+    the message-rate limit. Sizes in bytes, rates per second, ``source_share`` a fraction of the queue."""
 
     rate_bytes_per_second: float | None = None
     burst_bytes: int = 1 << 20
     queue_max_bytes: int = 512 * 1024
+    messages_per_second: float | None = 20_000.0   # per device; a relayed GB/s at 64 KiB frames is ~16,000
+    burst_messages: int = 20_000
+    source_share: float = 0.5                      # of a destination's queue one source may hold
+    max_blocks: int = 1_024                        # (destination, source) blocks held at most
 
     def __post_init__(self) -> None:
         if self.rate_bytes_per_second is not None and self.rate_bytes_per_second <= 0:
@@ -63,6 +79,10 @@ class RelayConfig:
             raise RelayConfigError("relay.burst_bytes must hold one full message (at least 70000 bytes)")
         if self.queue_max_bytes < 70_000:
             raise RelayConfigError("relay.queue_max_bytes must hold one full message (at least 70000 bytes)")
+        if self.messages_per_second is not None and (self.messages_per_second <= 0 or self.burst_messages < 1):
+            raise RelayConfigError("relay.messages_per_second must be positive (burst >= 1), or null for no limit")
+        if not 0 < self.source_share <= 1:
+            raise RelayConfigError("relay.source_share must be in (0, 1]")
 
 
 @dataclass(slots=True)
@@ -74,7 +94,7 @@ class DeviceUsage:
     messages_in: int = 0
     bytes_out: int = 0
     messages_out: int = 0
-    dropped: Counter = field(default_factory=Counter)
+    dropped: Counter[DropReason] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +113,19 @@ class Dropped:
 
 
 class _Route:
-    __slots__ = ("link", "queue", "queued_bytes", "bucket", "peak_queued_bytes")
+    __slots__ = ("link", "queues", "order", "source_bytes", "queued_bytes", "bucket", "messages",
+                 "peak_queued_bytes")
 
-    def __init__(self, link: Any, bucket: TokenBucket | None) -> None:
+    def __init__(self, link: Any, bucket: TokenBucket | None, messages: TokenBucket | None) -> None:
         self.link = link
-        self.queue: deque[bytes] | None = None  # created on first enqueue, dropped when empty
+        # Per source: its queued envelopes and their bytes; ``order`` holds the sources with frames queued,
+        # served round-robin. Created on first enqueue, dropped when empty.
+        self.queues: dict[bytes, deque[bytes]] = {}
+        self.order: deque[bytes] = deque()
+        self.source_bytes: dict[bytes, int] = {}
         self.queued_bytes = 0
         self.bucket = bucket
+        self.messages = messages
         self.peak_queued_bytes = 0
 
 
@@ -114,6 +140,11 @@ class RelayCore:
         # are dropped as UNPAID (still counted as received). LOCAL messages (receipts) always get through.
         # Keys not listed are not limited (empty dict: no payments, one truthiness check per message).
         self.budgets: dict[bytes, int] = {}
+        # (destination, source) -> ``now`` until which that source's frames to that destination are dropped
+        # (relay/control.py BLOCK, sent sealed by the destination). Empty: one truthiness check per message.
+        self.blocks: dict[tuple[bytes, bytes], float] = {}
+        self._share = int(self.config.queue_max_bytes * self.config.source_share)
+        self._hard_max = self.config.queue_max_bytes + self._share   # bytes queued per destination at most
 
     # ---- routing table ----------------------------------------------------------------------------
     def attach(self, key: bytes, link: Any, now: float) -> Any | None:
@@ -125,10 +156,13 @@ class RelayCore:
         if route is not None:
             old, route.link = route.link, link
             return old if old is not link else None
-        bucket = None
-        if self.config.rate_bytes_per_second is not None:
-            bucket = TokenBucket(self.config.rate_bytes_per_second, self.config.burst_bytes, now)
-        self._routes[key] = _Route(link, bucket)
+        bucket = messages = None
+        c = self.config
+        if c.rate_bytes_per_second is not None:
+            bucket = TokenBucket(c.rate_bytes_per_second, c.burst_bytes, now)
+        if c.messages_per_second is not None:
+            messages = TokenBucket(c.messages_per_second, c.burst_messages, now)
+        self._routes[key] = _Route(link, bucket, messages)
         self._usage.setdefault(key, DeviceUsage())
         return None
 
@@ -160,6 +194,8 @@ class RelayCore:
         usage = self._usage[source]
         usage.bytes_in += len(message)
         usage.messages_in += 1
+        if route.messages is not None and not route.messages.consume(1, now):
+            return self._drop(usage, DropReason.MESSAGE_RATE)
         if route.bucket is not None and not route.bucket.consume(len(message), now):
             return self._drop(usage, DropReason.RATE_LIMITED)
         try:
@@ -174,8 +210,15 @@ class RelayCore:
         if sender != source:
             return self._drop(usage, DropReason.SPOOFED)
         destination = env.key
+        assert destination is not None  # decode() sets the key of every non-LOCAL envelope
         if destination == source:
             return self._drop(usage, DropReason.TO_SELF)
+        if self.blocks:
+            until = self.blocks.get((destination, source))
+            if until is not None:
+                if now < until:
+                    return self._drop(usage, DropReason.BLOCKED)
+                del self.blocks[(destination, source)]
         budgets = self.budgets
         if budgets:
             n = len(message)
@@ -191,25 +234,58 @@ class RelayCore:
             return self._drop(usage, DropReason.NO_ROUTE)
         # The source written into DELIVER is the authenticated link identity, never a claimed one.
         out = encode_deliver(source, env.inner)
-        if dest.queued_bytes + len(out) > self.config.queue_max_bytes:
+        n = len(out)
+        held = dest.source_bytes.get(source, 0)
+        total = dest.queued_bytes + n
+        # A source within its share always gets room (hard bound: queue_max + share); beyond its share
+        # only while it is alone in the queue (one flow keeps the whole queue, as before).
+        if held + n <= self._share:
+            if total > self._hard_max:
+                return self._drop(self._usage[destination], DropReason.QUEUE_FULL)
+        elif total > self.config.queue_max_bytes or len(dest.order) > (1 if held else 0):
             return self._drop(self._usage[destination], DropReason.QUEUE_FULL)
-        if dest.queue is None:
-            dest.queue = deque()
-        dest.queue.append(out)
-        dest.queued_bytes += len(out)
-        dest.peak_queued_bytes = max(dest.peak_queued_bytes, dest.queued_bytes)
+        q = dest.queues.get(source)
+        if q is None:
+            q = dest.queues[source] = deque()
+            dest.order.append(source)
+        q.append(out)
+        dest.source_bytes[source] = held + n
+        dest.queued_bytes += n
+        if dest.queued_bytes > dest.peak_queued_bytes:
+            dest.peak_queued_bytes = dest.queued_bytes
         return Forwarded(destination)
+
+    def block(self, destination: bytes, source: bytes, seconds: float, now: float) -> bool:
+        """Drop ``source``'s frames to ``destination`` for ``seconds`` (the destination asked, sealed).
+        At most ``max_blocks`` are held (expired ones are purged first); returns False when full."""
+        blocks = self.blocks
+        if (destination, source) not in blocks and len(blocks) >= self.config.max_blocks:
+            for k in [k for k, until in blocks.items() if until <= now]:
+                del blocks[k]
+            if len(blocks) >= self.config.max_blocks:
+                return False
+        blocks[(destination, source)] = now + seconds
+        return True
 
     def pop(self, destination: bytes) -> bytes | None:
         """Next message to write to ``destination`` (counted as sent), or None when its queue is empty
         or the route is gone."""
         route = self._routes.get(destination)
-        if route is None or not route.queue:
+        if route is None or not route.order:
             return None
-        message = route.queue.popleft()
-        route.queued_bytes -= len(message)
-        if not route.queue:
-            route.queue = None
+        order = route.order
+        source = order[0]
+        q = route.queues[source]
+        message = q.popleft()
+        n = len(message)
+        if q:
+            order.rotate(-1)          # round-robin: this source goes to the back of the line
+            route.source_bytes[source] -= n
+        else:
+            order.popleft()
+            del route.queues[source]
+            del route.source_bytes[source]
+        route.queued_bytes -= n
         usage = self._usage[destination]
         usage.bytes_out += len(message)
         usage.messages_out += 1

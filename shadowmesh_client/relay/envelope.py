@@ -82,7 +82,7 @@ def encode_deliver(source: bytes, inner: bytes | memoryview) -> bytes:
     return _encode(EnvelopeType.DELIVER, source, inner)
 
 
-def encode_local(frame: bytes | memoryview) -> bytes:
+def encode_local(frame: bytes | bytearray | memoryview) -> bytes:
     """A frame for the relay itself (or from it), not to be forwarded."""
     return b"".join((bytes((EnvelopeType.LOCAL,)), frame))
 

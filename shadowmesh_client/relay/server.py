@@ -1,7 +1,7 @@
 """RelayServer: the asyncio wrapper that moves envelopes between links and the pure RelayCore.
 
 Spec: "Data Plane" (relay fallback), "Security Architecture" (relay tier: rate limiting, stateless).
-Envelope layout and trust argument: shadowmesh_client/relay_core/envelope.py and docs/transport.md.
+Envelope layout and trust argument: shadowmesh_client/relay/envelope.py and docs/transport.md.
 
 ``authenticate(first_message) -> (response, peer_key) | None`` is supplied by the relay daemon: it runs
 the protocol handshake (device -> relay) and returns the handshake response frame(s) and the
@@ -13,6 +13,11 @@ Per link: one reader task (websockets' handler) and, only while frames are queue
 writer task. A slow receiver backs up into its bounded core queue (then drops, counted), never into
 unbounded memory; websockets' ``write_limit`` bounds what sits in the socket's user-space buffer.
 Restart-safe: the relay keeps no state a device needs; devices simply reconnect.
+
+Tasks: every task this server creates (writers, closers, LOCAL replies) is referenced until done and
+cancelled and awaited by ``close()``. One event loop only.
+
+May import: relay (pure core), transport (base, config, errors; ws only as the default transport).
 """
 
 from __future__ import annotations
@@ -21,20 +26,25 @@ import asyncio
 import inspect
 import logging
 import time
-from typing import Any, Awaitable, Callable, Sequence, Union
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
+from shadowmesh_client.protocol.cookie import CLOSE_COOKIE
 from shadowmesh_client.relay import Forwarded, Local, RelayConfig, RelayCore, encode_local
 from shadowmesh_client.relay.envelope import KEY_BYTES
-from shadowmesh_client.transport.config import ServerConfig
+from shadowmesh_client.relay.guard import Challenge
 from shadowmesh_client.transport.base import CLOSE_REPLACED, CLOSE_REVOKED, Link, Server, Transport
+from shadowmesh_client.transport.config import ServerConfig
 from shadowmesh_client.transport.errors import LinkClosedError
 
 log = logging.getLogger(__name__)
 
-RelayAuthResult = tuple[Union[bytes, Sequence[bytes]], bytes]
-RelayAuthenticate = Callable[[bytes], Union[Awaitable[RelayAuthResult | None], RelayAuthResult, None]]
+RelayAuthResult = tuple[bytes | Sequence[bytes], bytes]
+RelayAuthenticate = Callable[..., Awaitable[RelayAuthResult | Challenge | None] | RelayAuthResult | Challenge | None]
+"""``authenticate(hello[, source]) -> (response frame(s), device key) | Challenge | None``."""
 # on_local(device_key, frame) -> frames to send back to that device (each wrapped in a LOCAL envelope)
-OnLocal = Callable[[bytes, memoryview], Union[Awaitable[Sequence[bytes] | None], Sequence[bytes], None]]
+Replies = Sequence[bytes | bytearray]
+OnLocal = Callable[[bytes, Any], Awaitable[Replies] | Awaitable[Replies | None] | Replies | None]
 
 MAX_LOCAL_IN_FLIGHT = 8  # per link: awaitable on_local replies pending before the reader waits (backpressure)
 
@@ -52,6 +62,9 @@ class RelayServer:
                  transport: Transport | None = None) -> None:
         self.core = RelayCore(relay_config)
         self._authenticate = authenticate
+        # ``authenticate(hello, source)`` when the hook takes the initiator's address (relay/guard.py);
+        # the transport passes ``source`` to ``_auth`` when it knows it.
+        self._with_source = _takes_source(authenticate)
         self._on_local = on_local
         self._clock = clock
         self._writers: dict[bytes, asyncio.Task] = {}
@@ -61,19 +74,24 @@ class RelayServer:
             from shadowmesh_client.transport.ws import WebSocketTransport
 
             transport = WebSocketTransport()
-        self._server = transport.server(config, self._auth, self._on_link)
+        self._server: Server = transport.server(config, self._auth, self._on_link)
 
     # ---- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         await self._server.start()
 
     async def close(self) -> None:
+        """Stop accepting and close every link (the link server awaits its ``on_link`` handlers), then
+        cancel the writer, closer and LOCAL-reply tasks and AWAIT them: when this returns no task of
+        this server is left running, so the caller may close what they use (e.g. the billing ledger)."""
         await self._server.close()
-        replies = [t for tasks in self._repliers.values() for t in tasks]
-        for task in list(self._writers.values()) + list(self._closers) + replies:
+        tasks = [*self._writers.values(), *self._closers, *(t for ts in self._repliers.values() for t in ts)]
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def __aenter__(self) -> "RelayServer":
+    async def __aenter__(self) -> RelayServer:
         await self.start()
         return self
 
@@ -83,6 +101,10 @@ class RelayServer:
     @property
     def port(self) -> int:
         return self._server.port
+
+    def now(self) -> float:
+        """The core's clock (seconds): what ``core.on_message`` and ``core.block`` are given."""
+        return self._clock()
 
     @property
     def url(self) -> str:
@@ -106,12 +128,14 @@ class RelayServer:
         return True
 
     # ---- per link ---------------------------------------------------------------------------------
-    async def _auth(self, hello: bytes) -> tuple[list[bytes], bytes] | None:
-        result = self._authenticate(hello)
+    async def _auth(self, hello: bytes, source: object = None) -> tuple[list[bytes], bytes | Challenge] | None:
+        result = self._authenticate(hello, source) if self._with_source else self._authenticate(hello)  # type: ignore[call-arg]
         if inspect.isawaitable(result):
             result = await result
         if result is None:
             return None
+        if isinstance(result, Challenge):   # under load, no valid cookie: the cookie reply, then close
+            return [encode_local(result.reply)], result
         response, key = result
         if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
             raise TypeError("relay authenticate must return the device's 32-byte Ed25519 public key")
@@ -119,6 +143,9 @@ class RelayServer:
         return [encode_local(f) for f in frames if len(f)], bytes(key)
 
     async def _on_link(self, link: Link) -> None:
+        if isinstance(link.peer, Challenge):   # the cookie reply went out with the upgrade: nothing more
+            await link.close(CLOSE_COOKIE, "")
+            return
         key: bytes = link.peer
         old = self.core.attach(key, link, self._clock())
         if old is not None:
@@ -146,6 +173,7 @@ class RelayServer:
         up the link's reader: forwarding continues meanwhile (``bench mesh`` relayed). At most
         ``MAX_LOCAL_IN_FLIGHT`` per link are in flight; beyond that the reader waits for the oldest
         (backpressure, bounded memory). Returns what the reader must await, or None."""
+        assert self._on_local is not None, "only called when on_local is set"
         replies = self._on_local(key, frame)
         inflight = self._repliers.get(link)
         if not inspect.isawaitable(replies):
@@ -161,10 +189,10 @@ class RelayServer:
         inflight.append(task)
         task.add_done_callback(lambda t: self._reply_done(link, t))
         if len(inflight) > MAX_LOCAL_IN_FLIGHT:
-            return asyncio.wait([inflight[0]])
+            return _wait_for(inflight[0])
         return None
 
-    async def _send_local(self, link: Link, replies: Sequence[bytes]) -> None:
+    async def _send_local(self, link: Link, replies: Replies) -> None:
         for reply in replies:
             await link.send(encode_local(reply))
 
@@ -216,3 +244,15 @@ class RelayServer:
         task = asyncio.get_running_loop().create_task(link.close(code, ""))
         self._closers.add(task)
         task.add_done_callback(self._closers.discard)
+
+
+def _takes_source(hook: Callable) -> bool:
+    try:
+        return "source" in inspect.signature(hook).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+async def _wait_for(task: asyncio.Task[None]) -> None:
+    """Wait until ``task`` is done without being cancelled with the waiter (backpressure on one link)."""
+    await asyncio.wait([task])

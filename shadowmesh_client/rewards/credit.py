@@ -29,7 +29,8 @@ class CreditConfig:
             raise PaymentConfigError("payments.credit_bytes must be >= 0")
         if self.resume_bytes is None:
             object.__setattr__(self, "resume_bytes", self.credit_bytes // 2)
-        if not 0 <= self.resume_bytes <= self.credit_bytes:
+        resume = self.resume_bytes if self.resume_bytes is not None else self.credit_bytes // 2
+        if not 0 <= resume <= self.credit_bytes:
             raise PaymentConfigError("payments.resume_bytes must be between 0 and payments.credit_bytes")
 
 
@@ -64,7 +65,8 @@ class CreditPolicy:
         if f.escrow < owed + f.price:  # cannot pay for a single byte beyond what is receipted
             self._stopped.add(key)
             return Decision(False, "deposit exhausted")
-        limit = self.config.resume_bytes if key in self._stopped else self.config.credit_bytes
+        resume = self.config.resume_bytes
+        limit = resume if key in self._stopped and resume is not None else self.config.credit_bytes
         if unreceipted > limit:
             self._stopped.add(key)
             return Decision(False, "credit exceeded")

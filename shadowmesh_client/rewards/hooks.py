@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Callable
+from collections.abc import Callable
 
 from shadowmesh_client.rewards.credit import ChannelFigures, CreditPolicy, Decision
 from shadowmesh_client.rewards.errors import ControlMessageError, PaymentError, ReceiptError, ReceiptRejected

@@ -24,15 +24,19 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from eth_utils import to_checksum_address
 
 from shadowmesh_client.rewards.errors import PaymentError, ReceiptRejected
 from shadowmesh_client.rewards.messages import RejectReason
 from shadowmesh_client.rewards.receipts import Receipt, ReceiptDomain, SignedReceipt
+
+LEDGER_FILE = "receipts.sqlite"
+"""The ledger's file name in a relay's ``state_dir``: the relay daemon writes it (relay/billing.py), the
+``claim`` and ``earnings`` commands read it (cli/payments.py). Defined here only."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -130,7 +134,7 @@ class ReceiptLedger:
             self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
             return False
 
-    def _tx(self) -> "_Tx":
+    def _tx(self) -> _Tx:
         return ReceiptLedger._Tx(self._db)
 
     def close(self) -> None:
@@ -168,7 +172,8 @@ class ReceiptLedger:
                              (payer, bytes(device_id))).fetchone()
             total = (int(row[0]) if row else 0) + nbytes
             db.execute("INSERT INTO channels (payer, device_id, counted) VALUES (?, ?, ?) ON CONFLICT "
-                       "(payer, device_id) DO UPDATE SET counted=excluded.counted", (payer, bytes(device_id), str(total)))
+                       "(payer, device_id) DO UPDATE SET counted=excluded.counted",
+                       (payer, bytes(device_id), str(total)))
         return total
 
     def set_paid(self, payer: str, device_id: bytes, paid_bytes: int) -> None:

@@ -158,7 +158,8 @@ def _plan(chain: TokenChain, relay: str, ledger: ReceiptLedger, min_amount: int)
     so that no receipt in it reverts (claimBatch reverts as a whole on any bad receipt)."""
     price = chain.call(chain.token.functions.relayPrice(relay))
     if price == 0:
-        raise PaymentError(f"relay {relay} has no price on chain: set one with `shadowmesh-client set-price PRICE` first")
+        raise PaymentError(f"relay {relay} has no price on chain: "
+                           "set one with `shadowmesh-client set-price PRICE` first")
     escrow: dict[str, int] = {}
     todo, skipped = [], []
     for rec in ledger.channels():
@@ -209,7 +210,8 @@ def claim(chain: TokenChain, account, ledger: ReceiptLedger, *, min_amount: int 
     done = []
     for i in range(0, len(todo), batch_size):
         batch = {(s.receipt.payer, s.receipt.device_id): (s, line) for s, line in todo[i:i + batch_size]}
-        r = chain.transact(account, chain.token.functions.claimBatch([s.as_contract_tuple() for s, _ in batch.values()]))
+        entries = [s.as_contract_tuple() for s, _ in batch.values()]
+        r = chain.transact(account, chain.token.functions.claimBatch(entries))
         tx = r["transactionHash"].to_0x_hex()
         for ev in chain.token.events.Claimed().process_receipt(r, errors=DISCARD):
             a = ev["args"]

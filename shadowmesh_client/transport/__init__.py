@@ -24,7 +24,8 @@ Public API (what node/ and relay/ call)::
         authenticate(first_message: bytes) -> (response: bytes | list[bytes], peer) | None   (sync or async)
         on_link(link: Link) -> Awaitable[None]             # awaited for the link's lifetime
     link = await transport.dial(client_config, hello: bytes, peer=None) -> Link
-    client = ReconnectingClient(client_config, hello: () -> bytes | Awaitable[bytes], on_link, dial=transport.dial, peer=None)
+    client = ReconnectingClient(client_config, hello: () -> bytes | Awaitable[bytes], on_link,
+                                dial=transport.dial, peer=None)
         client.start(); await client.close(); client.link; client.connected (asyncio.Event)
 
     Link: await link.send(frame)   await link.recv() -> bytes   async for frame in link

@@ -18,7 +18,8 @@ May import: transport.config, transport.errors. Pure typing: no asyncio objects 
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Protocol, Sequence, Union, runtime_checkable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from shadowmesh_client.transport.config import ClientConfig, ServerConfig
 
@@ -34,9 +35,9 @@ CLOSE_REPLACED = 4000
 CLOSE_REVOKED = 4001
 """Application close code: the directory no longer trusts the peer (revoked, suspended, expired)."""
 
-Message = Union[bytes, bytearray, memoryview]
-AuthResult = tuple[Union[bytes, Sequence[bytes]], Any]
-Authenticate = Callable[[bytes], Union[Awaitable[AuthResult | None], AuthResult, None]]
+Message = bytes | bytearray | memoryview
+AuthResult = tuple[bytes | Sequence[bytes], Any]
+Authenticate = Callable[[bytes], Awaitable[AuthResult | None] | AuthResult | None]
 """``authenticate(hello) -> (response frame(s), peer) | None``: the protocol's first handshake message,
 carried in the opening of the link; None refuses it (the prober sees an ordinary web page)."""
 
@@ -45,13 +46,13 @@ carried in the opening of the link; None refuses it (the prober sees an ordinary
 class Link(Protocol):
     """One authenticated, ordered, reliable message link.
 
-    * ``send`` waits while the link's write buffer is above its limit (backpressure) and raises
-      LinkClosedError once the link is closed; ``send_nowait`` sends only if there is room now and
-      returns False otherwise (then await ``send``). Order between the two is kept.
+    * ``send`` queues the message, then waits while the link's write buffer is above its limit
+      (backpressure), and raises LinkClosedError once the link is closed; ``send_nowait`` sends only if
+      there is room now and returns False otherwise (then await ``send``). Order between the two is kept.
     * ``recv`` returns the next message (bytes) or raises LinkClosedError; one reader task per link.
-    * ``deliver_to(callback)`` switches to push delivery: every message (already queued ones first) is
-      handed to ``callback(message)`` synchronously as it arrives; ``recv`` may no longer be used.
-      A callback that raises aborts the link.
+    * ``deliver_to(callback)`` switches to push delivery: already queued messages are handed over at
+      once, then every message is handed to ``callback(message)`` synchronously as it arrives; ``recv``
+      may no longer be used. A callback that raises aborts the link.
     * ``close(code, reason)`` is idempotent; ``wait_closed`` returns once the link is gone.
     * ``latency``: seconds of the last heartbeat round trip (0.0 until measured).
     """
@@ -68,6 +69,8 @@ class Link(Protocol):
     def send_nowait(self, message: Message) -> bool: ...
 
     async def recv(self) -> bytes: ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
 
     def deliver_to(self, callback: Callable[[bytes], None]) -> None: ...
 
@@ -91,7 +94,9 @@ class Link(Protocol):
 
 
 OnLink = Callable[[Link], Awaitable[None]]
-"""``on_link(link)``: awaited for the link's lifetime; when it returns, the link is closed."""
+"""``on_link(link)``: awaited for the link's lifetime; when it returns the link is closed (1000), when it
+raises the link is closed with 1011; ``Server.close()`` closes every link with 1001 and waits for the
+handlers to return."""
 
 
 @runtime_checkable

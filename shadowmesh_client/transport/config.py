@@ -25,6 +25,11 @@ DEFAULT_CLOSE_TIMEOUT = 2.0          # seconds to wait for the closing handshake
 DEFAULT_OPEN_TIMEOUT = 10.0          # seconds for TCP + TLS + HTTP upgrade (+ authenticate on servers)
 DEFAULT_MAX_HELLO_BYTES = 4_096      # bytes: largest first message carried in the upgrade request
 DEFAULT_HELLO_COOKIE = "sid"         # cookie that carries the hello (base64url, no padding)
+DEFAULT_HEADER_TIMEOUT = 60.0       # seconds: nginx's client_header_timeout / client_body_timeout
+DEFAULT_KEEPALIVE_TIMEOUT = 65.0    # seconds: nginx's keepalive_timeout (idle decoy connection)
+DEFAULT_REFUSAL_FLOOR = 0.005       # seconds: every refused hello on the secret path is answered no sooner
+DEFAULT_MAX_PREAUTH_PER_SOURCE = 256   # connections: pre-authentication, per source address (IPv6: per /64)
+DEFAULT_MAX_PREAUTH_TOTAL = 4_096      # connections: pre-authentication, all sources (nginx: worker_connections)
 DEFAULT_USER_AGENT = (               # what a browser would send; the library default is a fingerprint
     "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 )
@@ -89,8 +94,27 @@ class ServerConfig:
     hello_cookie: str = DEFAULT_HELLO_COOKIE
     max_hello_bytes: int = DEFAULT_MAX_HELLO_BYTES
     server_name: str = "nginx"       # Server header of every response, decoys included
+    # decoy web server (ws/http.py): nginx's timeouts, and the welcome page's file date (integer seconds
+    # since the epoch; sets ETag/Last-Modified). None: the install time of this Python environment (see
+    # ws/server.py site_mtime); daemons should pass the first-start time of their state directory.
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    site_mtime: int | None = None
+    # constant-time refusal: a failed hello is answered ``refusal_floor`` seconds after its request was
+    # read (or when authenticate() returns, if later), so the hook's cost does not tell keys apart
+    refusal_floor: float = DEFAULT_REFUSAL_FLOOR
+    # pre-authentication bounds (issue 12 "Slowloris"): connections counted from accept until the
+    # upgrade or the close (authenticated links are not counted). Over the total, the oldest idle ones
+    # (no byte of a request yet, or idle keep-alive) are closed first as nginx does when it runs out of
+    # worker_connections; a new connection over either cap is closed at once. Behind a CDN or proxy
+    # every client shares its addresses: raise max_preauth_per_source to max_preauth_total there.
+    max_preauth_per_source: int = DEFAULT_MAX_PREAUTH_PER_SOURCE
+    max_preauth_total: int = DEFAULT_MAX_PREAUTH_TOTAL
 
     def __post_init__(self) -> None:
+        if not 1 <= self.max_preauth_per_source <= self.max_preauth_total:
+            raise TransportConfigError("transport.max_preauth_per_source must be at least 1 connection and at "
+                                       "most transport.max_preauth_total")
         if not self.path.startswith("/") or any(c in self.path for c in "?# \r\n"):
             raise TransportConfigError(
                 f"transport.path must be an absolute URL path without query, e.g. {PATH_PREFIX}<random>")
@@ -98,6 +122,9 @@ class ServerConfig:
             raise TransportConfigError("transport.port must be 0..65535 (0 = pick a free port)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise TransportConfigError("transport.tls_cert and transport.tls_key go together: set both or neither")
+        if self.header_timeout <= 0 or self.keepalive_timeout <= 0 or self.refusal_floor < 0:
+            raise TransportConfigError("transport.header_timeout/keepalive_timeout must be positive seconds, "
+                                       "refusal_floor zero or more seconds")
         if not self.hello_cookie.isidentifier():
             raise TransportConfigError("transport.hello_cookie must be a simple token such as 'sid'")
 
@@ -107,10 +134,11 @@ class ServerConfig:
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """Server TLS context (TLS 1.2+, certificate chain from the files), or None for plain WS."""
-        if not self.tls:
+        if self.tls_cert is None:  # not self.tls
             return None
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_alpn_protocols(["http/1.1"])  # as nginx without http2: a browser offering h2,http/1.1 gets 1.1
         try:
             ctx.load_cert_chain(self.tls_cert, self.tls_key)
         except (OSError, ssl.SSLError) as exc:

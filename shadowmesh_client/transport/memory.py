@@ -3,29 +3,43 @@
 Follows the contract in ``transport.base`` (like wireguard-go's ``conn/bindtest``): a node or relay
 given a ``MemoryTransport`` runs unchanged, in-process, without root. What it models:
 
-* servers are found by ``host:port`` of the dialled URL; a wrong path, an oversized hello or a refused
-  ``authenticate`` raise HandshakeRejectedError (and count as a decoy / an auth failure), an unknown
-  address raises TransportError, as the WebSocket transport does;
+* servers are found by ``host:port`` of the dialled URL; a wrong path, an empty or oversized hello or a
+  refused ``authenticate`` raise HandshakeRejectedError (and count as a decoy / an auth failure), an
+  unknown address raises TransportError, as the WebSocket transport does;
 * messages are delivered in order, asynchronously (never inside the sender's call), so re-entrancy is
-  the same as with real sockets;
-* backpressure: ``send_nowait`` refuses and ``send`` waits while the receiver has more than
-  ``write_limit`` bytes unread; a message over ``max_message_bytes`` closes the link with 1009;
+  the same as with real sockets; ``deliver_to`` hands already-queued messages over at once, like the
+  WebSocket link;
+* backpressure: ``send_nowait`` refuses while the receiver has more than ``write_limit`` bytes unread;
+  ``send`` queues its message first and then waits for room (websockets writes, then drains), so order
+  between the two is kept; a message over the RECEIVER's ``max_message_bytes`` is not delivered and
+  closes the link with 1009 on both ends (the sender's call itself succeeds, as on a socket);
+* an ``on_link`` that raises closes its link with 1011; ``server.close()`` closes every link with 1001
+  and then waits (without cancelling) until every ``on_link`` has returned, as websockets does;
+* the initiator's address: ``transport.as_host("10.0.0.5")`` is a view of the same network whose dials
+  come from that host; its links' server-side ``remote_address`` is ``(host, port)``, and an
+  ``authenticate`` hook with a ``source`` parameter is called as ``authenticate(hello, source=host)``
+  (abuse tests: per-source limits). Dials from the plain transport pass no source (as websockets today);
 * ``latency`` is a fixed figure per transport (``MemoryTransport(latency=...)``), or per link
   (``link.latency = ...``) for path-choice tests; ``partition(a, b)`` style failures are done by closing
   or aborting links, or by ``stop()``-ing a server.
 
-One event loop only (not thread-safe). Tasks: each server owns the tasks running ``on_link`` for its
-links and awaits them in ``close()``.
+tests/client/transport/test_transport_contract.py runs the same cases against this and the WebSocket
+transport. One event loop only (not thread-safe). Tasks: each server owns the tasks running ``on_link``
+for its links and awaits them in ``close()``.
+
+May import: transport.base, transport.config, transport.errors (asyncio and the standard library).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import itertools
 import logging
 from collections import deque
-from typing import Any, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from shadowmesh_client.transport.base import (
@@ -40,8 +54,9 @@ from shadowmesh_client.transport.errors import HandshakeRejectedError, LinkClose
 
 log = logging.getLogger(__name__)
 
-CLOSE_MESSAGE_TOO_BIG = 1009
-CLOSE_ABNORMAL = 1006
+CLOSE_GOING_AWAY = 1001       # RFC 6455: server shutting down (websockets' Server.close uses it)
+CLOSE_ABNORMAL = 1006         # RFC 6455: no close frame (abort, connection lost)
+CLOSE_MESSAGE_TOO_BIG = 1009  # RFC 6455: message over the receiver's max_message_bytes
 
 
 class MemoryLink:
@@ -78,28 +93,22 @@ class MemoryLink:
         return True
 
     async def send(self, message: Message) -> None:
-        while True:
-            if self._close_code is not None or self._other is None:
+        other = self._other
+        if self._close_code is not None or other is None:
+            raise LinkClosedError(f"link closed while sending (code {self._close_code})")
+        self._put(other, bytes(message))
+        while other._unread > self._limits.write_limit:  # drain: wait for room after queueing
+            if self._close_code is not None:
                 raise LinkClosedError(f"link closed while sending (code {self._close_code})")
-            other = self._other
-            if other._unread <= self._limits.write_limit:
-                self._put(other, bytes(message))
-                return
             other._room.clear()
-            room = asyncio.ensure_future(other._room.wait())
-            closed = asyncio.ensure_future(self._closed.wait())
-            try:
-                await asyncio.wait([room, closed], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                room.cancel()
-                closed.cancel()
+            await other._room.wait()  # set by the reader's _take, and by _terminate on either end
 
     def _put(self, other: MemoryLink, data: bytes) -> None:
-        if len(data) > self._limits.max_message_bytes:
-            self._terminate(CLOSE_MESSAGE_TOO_BIG)
-            raise LinkClosedError(f"message of {len(data)} bytes over the link's limit: closed with 1009")
         self.messages_out += 1
         self.bytes_out += len(data)
+        if len(data) > other._limits.max_message_bytes:  # the receiver's limit, as websockets' max_size
+            self._terminate(CLOSE_MESSAGE_TOO_BIG)
+            return
         other._inbox.append(data)
         other._unread += len(data)
         if other._callback is not None:
@@ -130,10 +139,21 @@ class MemoryLink:
                 self._waiter = None
         return self._take()
 
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        """``async for message in link``: ends when the link closes (like the WebSocket link)."""
+        while True:
+            try:
+                yield await self.recv()
+            except LinkClosedError:
+                return
+
     def deliver_to(self, callback: Callable[[bytes], None]) -> None:
         self._callback = callback
         if self._inbox:
-            self._schedule_drain()
+            self._drain()  # already-queued messages first, at once (the WebSocket link does the same)
 
     def _schedule_drain(self) -> None:
         if not self._drain_scheduled:
@@ -193,8 +213,13 @@ class MemoryServer:
         self.config = config
         self._transport = transport
         self._authenticate = authenticate
+        try:
+            self._with_source = "source" in inspect.signature(authenticate).parameters
+        except (TypeError, ValueError):
+            self._with_source = False
         self._on_link = on_link
         self._port: int | None = None
+        self._closing = False
         self._handlers: set[asyncio.Task[None]] = set()
         self.links: set[MemoryLink] = set()
         self.decoys_served = 0
@@ -203,18 +228,18 @@ class MemoryServer:
 
     async def start(self) -> None:
         self._port = self._transport._register(self)
+        self._closing = False
 
     async def close(self) -> None:
-        """Stop accepting, close every link, and await every ``on_link`` task."""
+        """Stop accepting, close every link with 1001 (going away), and wait until every ``on_link`` task
+        has returned (not cancelled: like websockets, a handler learns of the shutdown from its link)."""
+        self._closing = True
         if self._port is not None:
             self._transport._unregister(self)
         for link in list(self.links):
-            await link.close(1001, "")
-        handlers = list(self._handlers)
-        for task in handlers:
-            task.cancel()
-        if handlers:
-            await asyncio.gather(*handlers, return_exceptions=True)
+            await link.close(CLOSE_GOING_AWAY, "")
+        while self._handlers:
+            await asyncio.wait(list(self._handlers))
 
     async def __aenter__(self) -> MemoryServer:
         await self.start()
@@ -233,12 +258,18 @@ class MemoryServer:
         scheme = "wss" if self.config.tls else "ws"
         return f"{scheme}://{self.config.host}:{self.port}{self.config.path}"
 
-    async def _accept(self, path: str, hello: bytes, client_peer: Any, limits: LinkLimits) -> MemoryLink:
-        if path != self.config.path or len(hello) > self.config.max_hello_bytes:
+    async def _accept(self, path: str, hello: bytes, client_peer: Any, limits: LinkLimits,
+                      source: str | None = None) -> MemoryLink:
+        if self._closing:
+            raise TransportError(f"cannot reach {self._where()}: ConnectionRefusedError")
+        if path != self.config.path or not hello or len(hello) > self.config.max_hello_bytes:
             self.decoys_served += 1
-            raise HandshakeRejectedError("answered HTTP 404 instead of upgrading")
+            raise HandshakeRejectedError(self._refused())
         try:
-            result = self._authenticate(hello)
+            if source is not None and self._with_source:
+                result = self._authenticate(hello, source=source)  # type: ignore[call-arg]
+            else:
+                result = self._authenticate(hello)
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:  # like the WebSocket server: a failing hook refuses
@@ -247,13 +278,15 @@ class MemoryServer:
         if result is None:
             self.auth_failures += 1
             self.decoys_served += 1
-            raise HandshakeRejectedError("answered HTTP 404 instead of upgrading")
+            raise HandshakeRejectedError(self._refused())
+        if self._closing:  # closed while authenticate ran
+            raise TransportError(f"cannot reach {self._where()}: ConnectionResetError")
         response, peer = result
         latency = self._transport.latency
         client = MemoryLink(client_peer, is_client=True, limits=limits, latency=latency,
                             remote_address=(self.config.host, self.port))
         server = MemoryLink(peer, is_client=False, limits=self.config.limits, latency=latency,
-                            remote_address=("memory", next(self._transport._client_ports)))
+                            remote_address=(source or "memory", next(self._transport._client_ports)))
         client._other, server._other = server, client
         frames = [response] if isinstance(response, (bytes, bytearray, memoryview)) else list(response)
         for frame in frames:
@@ -265,6 +298,14 @@ class MemoryServer:
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
         return client
+
+    def _where(self) -> str:
+        """scheme://host:port, never the secret path (it must not end up in logs)."""
+        return f"{'wss' if self.config.tls else 'ws'}://{self.config.host}:{self._port}"
+
+    def _refused(self) -> str:
+        return (f"{self._where()} answered HTTP 404 instead of upgrading: wrong path, or this device is not "
+                "accepted there (check the registry and network id)")
 
     async def _serve(self, link: MemoryLink) -> None:
         try:
@@ -288,6 +329,13 @@ class MemoryTransport:
         self._servers: dict[tuple[str, int], MemoryServer] = {}
         self._ports = itertools.count(40_000)
         self._client_ports = itertools.count(50_000)
+        self.client_host: str | None = None   # the address dials come from (``as_host``); None: not told
+
+    def as_host(self, host: str) -> MemoryTransport:
+        """A view of this network whose dials come from ``host`` (servers and ports are shared)."""
+        view = copy.copy(self)
+        view.client_host = host
+        return view
 
     def server(self, config: ServerConfig, authenticate: Authenticate, on_link: OnLink) -> MemoryServer:
         return MemoryServer(self, config, authenticate, on_link)
@@ -299,7 +347,7 @@ class MemoryTransport:
             raise TransportError(f"cannot reach {parts.scheme}://{parts.netloc}: ConnectionRefusedError")
         await asyncio.sleep(0)  # dialling is never synchronous
         return await server._accept(parts.path or "/", bytes(hello), peer if peer is not None else config.url,
-                                    config.limits)
+                                    config.limits, self.client_host)
 
     def _register(self, server: MemoryServer) -> int:
         port = server.config.port or next(self._ports)
@@ -310,4 +358,5 @@ class MemoryTransport:
         return port
 
     def _unregister(self, server: MemoryServer) -> None:
-        self._servers = {k: v for k, v in self._servers.items() if v is not server}
+        for key in [k for k, v in self._servers.items() if v is server]:   # in place: views share the dict
+            del self._servers[key]

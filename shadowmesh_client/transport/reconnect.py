@@ -15,14 +15,15 @@ import inspect
 import logging
 import random
 import time
-from typing import Any, Awaitable, Callable, Union
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from shadowmesh_client.transport.base import Link, OnLink
 from shadowmesh_client.transport.config import ClientConfig
 
 log = logging.getLogger(__name__)
 
-HelloFactory = Callable[[], Union[bytes, Awaitable[bytes]]]
+HelloFactory = Callable[[], bytes | Awaitable[bytes]]
 Dial = Callable[..., Awaitable[Link]]
 """``dial(config, hello, *, peer) -> Link`` (``Transport.dial``)."""
 
@@ -60,7 +61,8 @@ class ReconnectingClient:
     """
 
     def __init__(self, config: ClientConfig, hello: HelloFactory, on_link: OnLink, *, dial: Dial,
-                 peer: Any = None, rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.monotonic) -> None:
+                 peer: Any = None, rng: Callable[[], float] = random.random,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self._hello = hello
         self._on_link = on_link

@@ -5,6 +5,14 @@ configured with the overlay prefix length so the kernel routes the whole overlay
 IPv6 is switched off on the device (sysctl ``disable_ipv6``) before the link comes up, so the kernel
 sends no router solicitations into the tunnel. Every step is idempotent: calling ``configure`` again
 with the same arguments changes nothing and does not fail.
+
+Two entry points: ``configure`` (blocking, for scripts and tests without an event loop) and
+``configure_async`` (what the daemons await: the netlink work runs in the loop's default executor, so the
+loop keeps serving while the kernel answers). pyroute2's synchronous API runs an event loop of its own,
+which cannot run in a thread whose loop is running: ``configure`` called from a coroutine therefore hands
+the work to ONE module-wide helper thread (created on first use, never per call) and blocks on it.
+
+May import: tun.base, tun.linux, tun.netns, errors, pyroute2.
 """
 
 from __future__ import annotations
@@ -12,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -55,6 +64,28 @@ def _disable_ipv6(name: str, netns: str | None) -> None:
             pass  # kernel without IPv6: nothing to switch off
 
 
+_helper: ThreadPoolExecutor | None = None
+_helper_lock = threading.Lock()
+
+
+def _helper_pool() -> ThreadPoolExecutor:
+    """The one helper thread of ``configure`` called from a running loop (created once, reused)."""
+    global _helper
+    with _helper_lock:
+        if _helper is None:
+            _helper = ThreadPoolExecutor(1, thread_name_prefix="tun-configure")
+        return _helper
+
+
+def _checked(name: str, address, mtu: int | None, routes) -> tuple[ipaddress.IPv4Interface, list]:
+    check_ifname(name)
+    iface = _parse_address(address)
+    nets = [_parse_route(r) for r in routes]
+    if mtu is not None:
+        check_mtu(mtu)
+    return iface, nets
+
+
 def configure(
     name: str,
     address: str | ipaddress.IPv4Interface,
@@ -70,21 +101,15 @@ def configure(
 
     ``netns``: the namespace the device lives in (default: ours). Raises ``ConfigError`` for bad
     values and ``TunError`` when the kernel refuses (no such device, no permission). Blocking (a few
-    milliseconds); callable from a coroutine too, or use ``configure_async``.
+    milliseconds). From a coroutine, await ``configure_async`` instead: called there, this blocks the
+    loop on the module's helper thread (see the module docstring).
     """
-    check_ifname(name)
-    iface = _parse_address(address)
-    nets = [_parse_route(r) for r in routes]
-    if mtu is not None:
-        check_mtu(mtu)
+    iface, nets = _checked(name, address, mtu, routes)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return _configure(name, iface, mtu, nets, netns, up, disable_ipv6)
-    # pyroute2's synchronous API runs an event loop of its own, which cannot happen in a thread whose
-    # loop is running: do the (milliseconds of) netlink work in a helper thread and wait for it.
-    with ThreadPoolExecutor(1, thread_name_prefix="tun-configure") as pool:
-        return pool.submit(_configure, name, iface, mtu, nets, netns, up, disable_ipv6).result()
+    return _helper_pool().submit(_configure, name, iface, mtu, nets, netns, up, disable_ipv6).result()
 
 
 def _configure(
@@ -129,6 +154,17 @@ def _configure(
         raise TunError(e.errno, f"cannot {step} on {name}: {e.strerror}") from None
 
 
-async def configure_async(name: str, address: str | ipaddress.IPv4Interface, **kwargs) -> None:
-    """``configure`` without blocking the event loop (runs in the default executor)."""
-    await asyncio.to_thread(configure, name, address, **kwargs)
+async def configure_async(
+    name: str,
+    address: str | ipaddress.IPv4Interface,
+    *,
+    mtu: int | None = None,
+    routes: Iterable[str | ipaddress.IPv4Network] = (),
+    netns: str | None = None,
+    up: bool = True,
+    disable_ipv6: bool = True,
+) -> None:
+    """``configure`` without blocking the event loop: arguments are checked here (ConfigError at once),
+    the netlink work runs in the loop's default executor (no executor of its own per call)."""
+    iface, nets = _checked(name, address, mtu, routes)
+    await asyncio.to_thread(_configure, name, iface, mtu, nets, netns, up, disable_ipv6)

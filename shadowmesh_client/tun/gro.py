@@ -34,6 +34,8 @@ _U16x10 = struct.Struct("!10H")
 _U16x2 = struct.Struct("!HH")
 _SEQ = struct.Struct("!I")
 
+Packet = bytes | bytearray | memoryview  # an IPv4 packet as the TUN writer is given it
+
 
 def _fold(s: int) -> int:
     s = (s & 0xFFFF) + (s >> 16)
@@ -55,13 +57,14 @@ def _key(p) -> tuple | None:
     return key, _SEQ.unpack_from(p, 24)[0], 20 + thl, total - 20 - thl, flags & _PSH
 
 
-def coalesce(packets: list) -> list[tuple[bytes, object, int]]:
+def coalesce(packets: list[Packet]) -> list[tuple[bytes, Packet, int]]:
     """``[(virtio_net_hdr, packet, segments in it)]`` to write, in order: runs of mergeable segments
     become one packet."""
     out: list = []
     run: list = []  # packets of the current run
     rkey = None
     next_seq = size = seg = 0
+    last_full = False  # the run's last segment was full-sized without PSH (set when a run starts)
     for p in packets:
         k = _key(p)
         if k is not None and run:
@@ -89,7 +92,7 @@ def coalesce(packets: list) -> list[tuple[bytes, object, int]]:
     return out
 
 
-def _emit(run: list, size: int, seg: int) -> tuple[bytes, object, int]:
+def _emit(run: list[Packet], size: int, seg: int) -> tuple[bytes, Packet, int]:
     first = run[0]
     if len(run) == 1:
         return PLAIN_HDR, first, 1

@@ -218,7 +218,8 @@ def open_tun(
         except FileNotFoundError:
             raise TunError(errno.ENOENT, f"{TUN_PATH} is missing: load the tun module or create the node") from None
         except PermissionError:
-            raise TunError(errno.EACCES, f"no permission to open {TUN_PATH}: run as root or grant CAP_NET_ADMIN") from None
+            raise TunError(errno.EACCES,
+                           f"no permission to open {TUN_PATH}: run as root or grant CAP_NET_ADMIN") from None
         try:
             res = fcntl.ioctl(fd, TUNSETIFF, struct.pack(_IFREQ, name.encode(), flags))
         except OSError as e:

@@ -22,7 +22,7 @@ def test_valid_config_resolves_relative_paths(tmp_path):
     ({"tun": {"mtu": "big"}}, "`tun.mtu`: Input should be a valid integer"),
     ({"tun": {"mtu": 100}}, "`tun.mtu`: Input should be greater than or equal to 576"),
     ({"rpc_url": "localhost:8545"}, "`rpc_url`: expected an http:// or https:// URL"),
-    ({"endpoint": "https://x"}, "`endpoint`: expected a ws:// or wss:// URL"),
+    ({"endpoint": "https://x"}, "`endpoint`: endpoint 'https://x' must be a ws:// or wss:// URL"),
     ({"listen": "443"}, "`listen`: expected HOST:PORT"),
     ({"log_level": "LOUD"}, "`log_level`: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
     ({"network_id": 0}, "`network_id`: Input should be greater than or equal to 1"),

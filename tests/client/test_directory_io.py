@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from shadowmesh_client.directory import events as ev
@@ -35,7 +37,7 @@ def test_ranges_shrink_when_refused_and_cover_everything():
     ends = [end for end, _ in reader.ranges(0, 999)]
     assert ends[-1] == 999
     covered = [(a, b) for a, b in rpc.asked if b - a + 1 <= 100]
-    assert covered[0][0] == 0 and all(x[1] + 1 == y[0] for x, y in zip(covered, covered[1:]))
+    assert covered[0][0] == 0 and all(x[1] + 1 == y[0] for x, y in itertools.pairwise(covered))
 
 
 def test_ranges_shrink_on_dense_logs():

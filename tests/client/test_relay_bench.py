@@ -1,4 +1,4 @@
-"""The relay scale benchmark's harness (shadowmesh_client/bench/relay.py) at a small size: a real relay
+"""The relay scale benchmark's harness (bench/relay.py) at a small size: a real relay
 process and two client processes on loopback, real handshakes against the in-process directory.
 
 Figures are not asserted (speed targets are measured by the benchmark itself); what is asserted is that
@@ -9,7 +9,6 @@ what it claims, and that a key outside the synthetic directory is refused by the
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 from bench import relay as bench
 from shadowmesh_client.crypto import Identity
@@ -30,7 +29,7 @@ def test_the_synthetic_directory_trusts_its_devices_and_nothing_else():
     now = time.time()
     assert directory.peer_for_key(relay_id.public_key, now).relay
     assert all(directory.is_trusted(bench.identity("seed", i).public_key, now) for i in range(5))
-    daemon = RelayDaemon(relay_id, SimpleNamespace(directory=directory, store=None), RelaySettings())
+    daemon = RelayDaemon(relay_id, bench.StaticSource(directory), RelaySettings())
     cfg = bench.protocol_config()
 
     def hello(ident):

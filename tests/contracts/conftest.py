@@ -12,7 +12,8 @@ import os
 
 import pytest
 from eth_account import Account
-from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak
 from nacl.signing import SigningKey
 
 WITHDRAWAL_DELAY = 3_600  # seconds
@@ -158,7 +159,8 @@ def compact(v: int, r: int, s: int) -> tuple[bytes, bytes]:
 def receipt_digest(chain_id, token_address, message) -> bytes:
     """The EIP-712 digest eth-account computes for a Receipt (to compare with the contract's)."""
     domain = {"name": "ShadowMesh", "version": "1", "chainId": chain_id, "verifyingContract": str(token_address)}
-    return _hash_eip191_message(encode_typed_data(domain, RECEIPT_TYPES, message))
+    signable = encode_typed_data(domain, RECEIPT_TYPES, message)  # EIP-191 version 0x01
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)
 
 
 @pytest.fixture

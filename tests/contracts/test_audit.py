@@ -13,7 +13,7 @@ from eth_account import Account
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from .conftest import DAY, ONE_SMT, compact, network_id_of, new_device_key, proof_for
+from .conftest import DAY, ONE_SMT, compact, new_device_key, proof_for
 
 OPEN, APPROVAL = 0, 1
 PENDING, ACTIVE, SUSPENDED, REVOKED = 1, 2, 3, 4

@@ -29,9 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shadowmesh_client.tun.netns import enter_netns
-
 from lab.netns import Topology
+from shadowmesh_client.tun.netns import enter_netns
 
 PROXY_READ_TIMEOUT = 3600
 """Seconds nginx keeps an idle proxied connection (its default of 60 s would cut idle tunnels)."""
@@ -49,11 +48,12 @@ class TlsFiles:
     key: Path
 
 
-def make_tls(directory: str | Path, names: tuple[str, ...] = ("localhost",), ips: tuple[str, ...] = ("127.0.0.1",)) -> TlsFiles:
+def make_tls(directory: str | Path, names: tuple[str, ...] = ("localhost",),
+             ips: tuple[str, ...] = ("127.0.0.1",)) -> TlsFiles:
     """Write a fresh CA and a server certificate for DNS ``names`` and IP ``ips`` (valid one day, P-256)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ShadowMesh test CA")])
     ca = (

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from bench.baselines import WG_SOCKET_DIR, iperf3_tcp, ping_rtt, tun_loop, wireguard_go
-
 from lab.netns import Topology, netns_pids
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.netns import list_namespaces, mesh_topology
 from lab.mesh import MeshLab
+from lab.netns import list_namespaces, mesh_topology
 
 XFER = str(Path(__file__).with_name("xfer.py"))
 SIZE = 50 * 1000 * 1000
@@ -59,7 +59,8 @@ def lab(tmp_path_factory):
     assert not leftovers, f"namespaces left behind: {leftovers}; logs: {json.dumps(logs)[:2000]}"
 
 
-def ping(lab, ns: str, ip: str, count: int = 3, interval: float = 0.2, check: bool = True) -> subprocess.CompletedProcess:
+def ping(lab, ns: str, ip: str, count: int = 3, interval: float = 0.2,
+         check: bool = True) -> subprocess.CompletedProcess:
     r = lab.topo.run(ns, ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "1", ip], check=False,
                      timeout=count * interval + 10)
     if check:
@@ -69,7 +70,8 @@ def ping(lab, ns: str, ip: str, count: int = 3, interval: float = 0.2, check: bo
 
 def transfer(lab, src, dst, port: int, seed: int) -> tuple[dict, dict]:
     """SIZE bytes over TCP from src to dst's overlay address; returns (sent, received) summaries."""
-    srv = lab.topo.spawn(dst.ns, [sys.executable, XFER, "serve", dst.overlay, str(port)], stdout=subprocess.PIPE, text=True)
+    srv = lab.topo.spawn(dst.ns, [sys.executable, XFER, "serve", dst.overlay, str(port)], stdout=subprocess.PIPE,
+                         text=True)
     try:
         assert srv.stdout.readline().strip() == "listening"
         sent = lab.topo.run(src.ns, [sys.executable, XFER, "send", dst.overlay, str(port), str(SIZE), str(seed),
@@ -141,8 +143,9 @@ print(asyncio.run(main()))
 
 
 def try_handshake(lab, dev, network: int, target, url: str) -> str:
-    r = lab.topo.run("x", [sys.executable, "-c", HANDSHAKE, str(dev.dir / "device.key"), str(lab.workdir / "passphrase"),
-                           str(lab.deployment), str(network), target.public_key, url], timeout=60)
+    r = lab.topo.run("x", [sys.executable, "-c", HANDSHAKE, str(dev.dir / "device.key"),
+                           str(lab.workdir / "passphrase"), str(lab.deployment), str(network), target.public_key, url],
+                     timeout=60)
     return r.stdout.strip()
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.netns import list_namespaces, mesh_topology
 from lab.mesh import MeshLab
+from lab.netns import list_namespaces, mesh_topology
 
 from .nginx import make_tls, start_nginx
 
@@ -106,7 +106,8 @@ def test_b_and_c_talk_through_the_relay_behind_nginx(lab):
     lab.wait_for(lambda: all(lab.status(lab.relay)["usage"].get(d.public_key, {}).get("bytes_in", 0) > SIZE
                              for d in (lab.b, lab.c)), 5, "the relay's byte counts (status written every second)")
     assert {lab.b.public_key, lab.c.public_key} <= set(lab.status(lab.relay)["connected_devices"])
-    conns = [line.split()[-2:] for line in lab.topo.run("relay", ["ss", "-Htn", "state", "established"]).stdout.splitlines()]
+    established = lab.topo.run("relay", ["ss", "-Htn", "state", "established"]).stdout
+    conns = [line.split()[-2:] for line in established.splitlines()]
     to_nginx = {peer.rsplit(":", 1)[0] for local, peer in conns if local == f"{NGINX_IP}:{NGINX_PORT}"}
     to_relay = {peer.rsplit(":", 1)[0] for local, peer in conns if local == BACKEND}
     assert {"198.18.0.101", "198.18.0.102"} <= to_nginx, conns

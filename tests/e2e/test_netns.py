@@ -178,7 +178,7 @@ def _assert_gone(prefix: str, pid: int) -> None:
 
 def test_fixture_finalizer_cleans_up_a_failing_test(tmp_path: Path) -> None:
     record = tmp_path / "record.txt"
-    (tmp_path / "conftest.py").write_text("from tests.e2e.conftest import mesh  # noqa: F401\n")
+    (tmp_path / "conftest.py").write_text("from tests.e2e.conftest import mesh  # noqa: F401 - the fixture\n")
     (tmp_path / "test_inner.py").write_text(INNER_TEST.format(record=str(record)))
     env = dict(os.environ, PYTHONPATH=str(TESTS.parent))
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:ape_test", "-p", "no:cacheprovider",

@@ -16,9 +16,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from lab.netns import Topology
 from shadowmesh_client.tun.netns import enter_netns
 
-from lab.netns import Topology
 from .nginx import Nginx, make_tls
 
 PREFIX = "/api/v1/ws/"

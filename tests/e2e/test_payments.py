@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.netns import list_namespaces, mesh_topology
 from lab.mesh import MeshLab
+from lab.netns import list_namespaces, mesh_topology
 from shadowmesh_client.rewards.onchain import parse_smt
 
 XFER = str(Path(__file__).with_name("xfer.py"))
@@ -114,7 +114,8 @@ def test_relay_is_paid_price_times_receipted_bytes_and_only_once(lab):
     sent = send(lab, lab.b, lab.c, SIZE, 5201)
     assert sent["bytes"] == SIZE
     for dev in (lab.b, lab.c):
-        lab.wait_for(lambda: (p := settled(lab, dev)) and p["acked"] >= SIZE, 20, f"{dev.name}'s receipts acknowledged")
+        lab.wait_for(lambda dev=dev: (p := settled(lab, dev)) and p["acked"] >= SIZE, 20,
+                     f"{dev.name}'s receipts acknowledged")
     for dev in (lab.b, lab.c):     # stopped: no new bytes, no new receipts; the ledger is final for the claims
         assert lab.stop(dev) == 0
     final = {dev.name: lab.status(dev)["payments"]["relays"][lab.relay.public_key] for dev in (lab.b, lab.c)}

@@ -11,10 +11,9 @@ import struct
 
 import pytest
 
+from lab.netns import Topology
 from shadowmesh_client.errors import ConfigError, TunError
 from shadowmesh_client.tun import configure, enter_netns, ipv4_dst, ipv4_src, open_tun
-
-from lab.netns import Topology
 
 ME = "100.64.0.1"
 PEER = "100.64.0.2"

@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a checkout without pip install -e
 
-from shadowmesh_client import crypto  # noqa: E402
-from shadowmesh_client.protocol import frames as F  # noqa: E402
-from shadowmesh_client.protocol import Identity, NetworkBinding, ProtocolConfig, Session  # noqa: E402
-from shadowmesh_client.protocol.frames import FrameType  # noqa: E402
+from shadowmesh_client import crypto  # noqa: E402 - after the sys.path set-up above
+from shadowmesh_client.protocol import Identity, NetworkBinding, ProtocolConfig, Session  # noqa: E402 - after the sys.path set-up above
+from shadowmesh_client.protocol import frames as F  # noqa: E402 - after the sys.path set-up above
+from shadowmesh_client.protocol.frames import FrameType  # noqa: E402 - after the sys.path set-up above
 
 HERE = Path(__file__).resolve().parent
 FRAMES_PATH = HERE / "protocol_frames.json"
@@ -61,7 +61,8 @@ def frame_vectors() -> dict:
             case["frame_hex"] = frame.hex()
         cases.append(case)
 
-    add("data one packet", FrameType.DATA, 0, 0, [bytes.fromhex("4500001c0000000040010000644000016440000208004d5600010001")], None, False)
+    add("data one packet", FrameType.DATA, 0, 0,
+        [bytes.fromhex("4500001c0000000040010000644000016440000208004d5600010001")], None, False)
     add("data batch of three", FrameType.DATA, F.Flags.KEY_PHASE, 7, [b"\x45" * 20, b"\x60" * 40, b"x"], None, False)
     add("data padded to bucket", FrameType.DATA, 0, 1, [b"\x45" + b"\0" * 99], None, True)
     add("keepalive", FrameType.KEEPALIVE, 0, 2, None, b"", False)
@@ -103,7 +104,8 @@ def handshake_vectors() -> dict:
         "responder_seed_hex": resp_id.seed_bytes().hex(),
         "initiator_public_hex": init_id.public_key.hex(),
         "responder_public_hex": resp_id.public_key.hex(),
-        "binding": {"chain_id": 80002, "registry_hex": binding.registry.hex(), "network_id_hex": binding.network_id.hex(),
+        "binding": {"chain_id": 80002, "registry_hex": binding.registry.hex(),
+                    "network_id_hex": binding.network_id.hex(),
                     "digest_hex": binding.digest().hex(), "handshake_key_hex": binding.handshake_key().hex()},
         "initiator_rng_seed": "initiator rng",
         "responder_rng_seed": "responder rng",

@@ -9,7 +9,6 @@ timestamps and ephemeral keys and must not be replayed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from typing import Any
@@ -18,8 +17,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from shadowmesh_client.transport.config import ClientConfig
-from shadowmesh_client.transport.ws.decoy import encode_hello
 from shadowmesh_client.transport.errors import HandshakeRejectedError, TransportError
+from shadowmesh_client.transport.ws.decoy import encode_hello
 from shadowmesh_client.transport.ws.link import Link
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ async def dial(config: ClientConfig, hello: bytes, *, peer: Any = None) -> Link:
         raise TransportError(
             f"TLS certificate of {_safe_url(config.url)} not trusted ({exc.verify_message}): set "
             "transport.ca_file to the CA that signed it, or fix server_hostname") from None
-    except (OSError, asyncio.TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
+    except (TimeoutError, OSError, InvalidHandshake, ssl.SSLError) as exc:
         raise TransportError(f"cannot reach {_safe_url(config.url)}: {type(exc).__name__}: {exc}") from None
     return Link(connection, peer if peer is not None else config.url, is_client=True)
 

@@ -1,69 +1,42 @@
-"""What a scanner sees: static nginx-like HTTP pages, and the hello carried in the upgrade request.
+"""What a scanner sees, and the hello carried in the upgrade request.
 
-Spec: "Cloudflare Proxy Compatibility" (path obfuscation). The server answers EVERY request that is not
-an authenticated upgrade on the secret path with the same kind of response a stock nginx (``server_tokens
-off``) gives: ``/`` and ``/index.html`` get a 200 welcome page, anything else a 404 page. The bytes of a
-decoy depend only on the request path (and the Date header), never on why the request was refused, so a
-wrong path, a missing hello and a hello that fails authentication are indistinguishable in content.
+Spec: "Cloudflare Proxy Compatibility" (path obfuscation); issue 12 "Camouflage". The server answers
+EVERY request that is not an authenticated upgrade on the secret path exactly as Debian's nginx 1.22 with
+its default site and ``server_tokens off`` would (the HTTP front is ``http.py``). A wrong path, a missing
+hello and a hello that fails authentication get the same bytes (the secret path is just one more missing
+file: 404, keep-alive), and every refusal on the secret path is answered after the same delay (server.py).
 
 The hello (the protocol's first handshake message) travels in the upgrade request as a cookie
 ``<name>=<base64url without padding>``: that lets the server authenticate BEFORE it answers 101, so a
 failed authentication gets an ordinary page instead of an upgrade that is then closed.
+
+Per-host validators: the welcome page's ETag/Last-Modified come from ``site_mtime`` (the file date nginx
+would show: its install time), never from the secret path, so two ShadowMesh hosts do not share them.
+
+May import: the standard library, ws/http.py.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import hashlib
-import time
+import os
+import sys
 
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
-
-NOT_FOUND_BODY_TEMPLATE = (
-    "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n"
-    "<center><h1>404 Not Found</h1></center>\r\n<hr><center>{server}</center>\r\n</body>\r\n</html>\r\n"
-)
-WELCOME_BODY = (
-    "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n<style>\n"
-    "html { color-scheme: light dark; }\nbody { width: 35em; margin: 0 auto;\n"
-    "font-family: Tahoma, Verdana, Arial, sans-serif; }\n</style>\n</head>\n<body>\n"
-    "<h1>Welcome to nginx!</h1>\n<p>If you see this page, the nginx web server is successfully installed and\n"
-    "working. Further configuration is required.</p>\n\n<p><em>Thank you for using nginx.</em></p>\n"
-    "</body>\n</html>\n"
-)
-INDEX_PATHS = ("/", "/index.html")
-_LAST_MODIFIED_EPOCH = 1_700_000_000  # seconds: a fixed "file date" for the welcome page
+from shadowmesh_client.transport.ws.http import Request
 
 
-class Decoy:
-    """Builds the static responses. Stateless apart from constant bodies; safe to share."""
-
-    def __init__(self, server_name: str = "nginx") -> None:
-        self.server_name = server_name
-        self.not_found_body = NOT_FOUND_BODY_TEMPLATE.format(server=server_name).encode()
-        self.welcome_body = WELCOME_BODY.encode()
-        self._etag = '"%x-%x"' % (_LAST_MODIFIED_EPOCH, len(self.welcome_body))
-        self._last_modified = email.utils.formatdate(_LAST_MODIFIED_EPOCH, usegmt=True)
-
-    def response(self, request: Request) -> Response:
-        """The page for ``request`` (path only; query string ignored like nginx's static handler)."""
-        path = request.path.split("?", 1)[0]
-        date = email.utils.formatdate(time.time(), usegmt=True)
-        if path in INDEX_PATHS:
-            headers = Headers([
-                ("Server", self.server_name), ("Date", date), ("Content-Type", "text/html"),
-                ("Content-Length", str(len(self.welcome_body))), ("Last-Modified", self._last_modified),
-                ("Connection", "close"), ("ETag", self._etag), ("Accept-Ranges", "bytes"),
-            ])
-            return Response(200, "OK", headers, self.welcome_body)
-        headers = Headers([
-            ("Server", self.server_name), ("Date", date), ("Content-Type", "text/html"),
-            ("Content-Length", str(len(self.not_found_body))), ("Connection", "close"),
-        ])
-        return Response(404, "Not Found", headers, self.not_found_body)
+def site_mtime(configured: int | None) -> int:
+    """The welcome page's file date, in integer seconds: ``configured`` if given, else the time this
+    Python environment was installed (the mtime of ``sys.prefix``: per host, stable across restarts,
+    like the install time Debian's postinst gives ``/var/www/html/index.nginx-debian.html``)."""
+    if configured is not None:
+        return int(configured)
+    try:
+        return int(os.stat(sys.prefix).st_mtime)
+    except OSError:
+        return int(os.stat(__file__).st_mtime)
 
 
 def encode_hello(hello: bytes) -> str:
@@ -75,7 +48,7 @@ def extract_hello(request: Request, cookie_name: str, max_bytes: int) -> bytes |
     """The hello from the request's Cookie header(s), or None if absent, malformed or too large."""
     prefix = cookie_name + "="
     max_chars = (max_bytes * 4 + 2) // 3
-    for header in request.headers.get_all("Cookie"):
+    for header in request.all("cookie"):
         for item in header.split(";"):
             item = item.strip()
             if not item.startswith(prefix):
@@ -91,14 +64,27 @@ def extract_hello(request: Request, cookie_name: str, max_bytes: int) -> bytes |
     return None
 
 
+def _tokens(values: list[str]) -> set[str]:
+    return {t.strip().lower() for v in values for t in v.split(",")}
+
+
 def is_websocket_upgrade(request: Request) -> bool:
-    """True when the request carries the headers RFC 6455 requires (checked before authenticating so
-    that websockets never answers an authenticated-but-broken upgrade with its own error page)."""
-    h = request.headers
-    connection = ",".join(h.get_all("Connection")).lower()
-    upgrade = ",".join(h.get_all("Upgrade")).lower()
-    return ("upgrade" in connection and "websocket" in upgrade
-            and len(h.get_all("Sec-WebSocket-Key")) == 1 and h.get("Sec-WebSocket-Version") == "13")
+    """True when the request is one websockets will accept as an RFC 6455 upgrade (GET, HTTP/1.1, no
+    body, the four headers, a 16-byte key): checked before authenticating, so that websockets never
+    answers an authenticated-but-broken upgrade with its own (non-nginx) error page."""
+    if request.method != "GET" or request.version != (1, 1):
+        return False
+    if request.header("content-length") is not None or request.header("transfer-encoding") is not None:
+        return False
+    keys = request.all("sec-websocket-key")
+    if len(keys) != 1 or request.all("sec-websocket-version") != ["13"]:
+        return False
+    try:
+        if len(base64.b64decode(keys[0], validate=True)) != 16:
+            return False
+    except (binascii.Error, ValueError):
+        return False
+    return "upgrade" in _tokens(request.all("connection")) and _tokens(request.all("upgrade")) == {"websocket"}
 
 
 def path_digest(path: str) -> bytes:

@@ -68,7 +68,7 @@ class _MemPath:
 
     def __init__(self) -> None:
         self.other: Pump | None = None
-        self.back: "_MemPath | None" = None
+        self.back: _MemPath | None = None
         self.frames = 0
 
     def rtt(self) -> float:

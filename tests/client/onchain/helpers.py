@@ -8,10 +8,10 @@ from pathlib import Path
 
 from web3 import HTTPProvider, Web3
 
+from lab.chain import anvil, deploy_contracts, rpc_call
 from shadowmesh_client.chain import Deployment, load_deployment
 from shadowmesh_client.crypto import Identity
 from shadowmesh_client.directory.proof import proof_message
-from lab.chain import anvil, deploy_contracts, rpc_call
 
 
 @dataclass
@@ -45,7 +45,8 @@ class Deployed:
         identity = identity or Identity.generate()
         pk = identity.public_key
         if proof is None:
-            proof = identity.sign(proof_message(self.deployment.chain_id, self.deployment.registry, network_id, owner, pk))
+            message = proof_message(self.deployment.chain_id, self.deployment.registry, network_id, owner, pk)
+            proof = identity.sign(message)
         receipt = self.send(self.registry.functions.registerDevice(network_id, pk, relay, endpoint, proof), owner)
         args = self.registry.events.DeviceRegistered().process_receipt(receipt)[0]["args"]
         return identity, bytes(args["deviceId"])

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from eth_account import Account
 
-from shadowmesh_client.cli import main
 from lab.chain import ANVIL_KEYS, PROJECT_ROOT, free_port
+from shadowmesh_client.cli import main
 
 PASSWORD = "owner-password"
 PASSPHRASE = "device-passphrase"

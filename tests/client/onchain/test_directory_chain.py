@@ -248,7 +248,7 @@ def test_logs_decode_like_web3(deployed):
     net = deployed.new_network()
     ident, did = deployed.register(net, deployed.accounts[6], endpoint="wss://x.example/ws", relay=True)
     logs = deployed.rpc("eth_getLogs", [{"address": deployed.deployment.registry, "fromBlock": "0x0"}])
-    mine = [decode_log(l) for l in logs]
+    mine = [decode_log(entry) for entry in logs]
     reg = [e for e in mine if getattr(e, "device_id", None) == did][0]
     assert reg.public_key == ident.public_key and reg.endpoint == "wss://x.example/ws" and reg.relay
     assert reg.network_id == net and len(reg.proof) == 64

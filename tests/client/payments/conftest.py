@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from lab.chain import ANVIL_KEYS, anvil, deploy_contracts, rpc_call
 from shadowmesh_client.chain import load_deployment
 from shadowmesh_client.rewards.onchain import TokenChain
-from lab.chain import ANVIL_KEYS, anvil, deploy_contracts, rpc_call
 
 WITHDRAWAL_DELAY = 3600  # seconds
 SMT = 10**18

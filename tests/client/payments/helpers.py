@@ -41,7 +41,8 @@ def open_ledger(env, path: Path, relay: str, **kw) -> ReceiptLedger:
     return ReceiptLedger(path, env.chain.domain, relay, cache, **kw)
 
 
-def signed(env, p: Parties, cumulative: int, *, signer=None, device_id: bytes | None = None, max_price: int | None = None):
+def signed(env, p: Parties, cumulative: int, *, signer=None, device_id: bytes | None = None,
+           max_price: int | None = None):
     rc = Receipt(p.payer.address, device_id or p.device_id, p.relay.address, cumulative,
                  max_price if max_price is not None else p.price)
     return sign_receipt(env.chain.domain, rc, signer or p.payer)

@@ -107,7 +107,8 @@ def test_relay_claims_with_dry_run_min_amount_and_earnings(chain_env, tmp_path):
     assert json.loads(run(config, "claim", "--json").output)["total_base"] == 0
 
 
-@pytest.mark.parametrize("args", [["deposit", "abc"], ["deposit", "0"], ["claim", "--min-amount", "x"], ["withdraw", "--amount", "1", "--all"]])
+@pytest.mark.parametrize("args", [["deposit", "abc"], ["deposit", "0"], ["claim", "--min-amount", "x"],
+                                  ["withdraw", "--amount", "1", "--all"]])
 def test_bad_input_is_one_line(chain_env, tmp_path, args):
     config = node(tmp_path / "n", chain_env, chain_env.new_account())
     out = run(config, *args, ok=False).output

@@ -9,11 +9,11 @@ import subprocess
 import sys
 import textwrap
 
+from lab.chain import PROJECT_ROOT
 from shadowmesh_client.rewards import onchain
 from shadowmesh_client.rewards.messages import AckMessage, ReceiptMessage, RejectReason, decode
 from tests.client.payments.conftest import SMT
 from tests.client.payments.helpers import open_ledger, setup_parties, signed, token_balance
-from lab.chain import PROJECT_ROOT
 
 PRICE = 10**9
 
@@ -31,7 +31,8 @@ RELAY = textwrap.dedent("""
     for line in sys.stdin:
         payload = bytes.fromhex(line.strip())
         msg = decode(payload)
-        pay.on_usage(b"k" * 32, msg.signed.receipt.cumulative_bytes - ledger.channel(payer, bytes.fromhex(device)).counted, 0)
+        counted = ledger.channel(payer, bytes.fromhex(device)).counted
+        pay.on_usage(b"k" * 32, msg.signed.receipt.cumulative_bytes - counted, 0)
         for ack in pay.on_control(b"k" * 32, payload, 0):
             sys.stdout.write(ack.hex() + "\\n")
             sys.stdout.flush()

@@ -29,7 +29,6 @@ from shadowmesh_client.rewards.receipts import Receipt, SignedReceipt, sign_rece
 from tests.client.payments.helpers import DEVICE, DOMAIN, KEY, RELAY
 
 
-
 def issuer(**cfg) -> ReceiptIssuer:
     cfg = {"every_bytes": 1000, "every_seconds": 10.0, "tolerance_bytes": 50, "max_price_per_byte": 5, **cfg}
     return ReceiptIssuer(IssuerConfig(**cfg), DOMAIN, KEY, KEY.address, DEVICE, RELAY)

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:  # running `pytest` from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from shadowmesh_client import crypto  # noqa: E402
-from shadowmesh_client.protocol import Identity, NetworkBinding, ProtocolConfig, Session  # noqa: E402
+from shadowmesh_client import crypto  # noqa: E402 - after the sys.path set-up above
+from shadowmesh_client.protocol import Identity, NetworkBinding, ProtocolConfig, Session  # noqa: E402 - after the sys.path set-up above
 
 T0 = 1_800_000_000.0  # seconds: a fixed "wall clock" start for every test
 

@@ -4,12 +4,13 @@ batches, padding buckets, and the decoder on arbitrary bytes."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shadowmesh_client.errors import ProtocolError
 from shadowmesh_client.protocol import frames as F
 from shadowmesh_client.protocol.errors import FrameFormatError
-from shadowmesh_client.protocol.frames import FrameHeader, FrameType, Flags, peek_header, peek_sender
+from shadowmesh_client.protocol.frames import Flags, FrameHeader, FrameType, peek_header, peek_sender
 
 SENDER = bytes(range(32))
 NONCE = bytes(range(100, 124))

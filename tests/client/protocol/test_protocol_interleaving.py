@@ -5,7 +5,8 @@ the storm the pair always recovers (a fresh packet each way gets through)."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shadowmesh_client.errors import ProtocolError
 from shadowmesh_client.protocol import Identity, NetworkBinding, ProtocolConfig, ReplayError, peek_header

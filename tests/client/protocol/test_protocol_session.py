@@ -4,7 +4,8 @@ close, keepalive and handshake timers (spec "Network Protocol Design", "Threat M
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shadowmesh_client import crypto
 from shadowmesh_client.errors import ProtocolError

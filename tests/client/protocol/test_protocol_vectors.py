@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from shadowmesh_client import crypto
-from shadowmesh_client.protocol import frames as F
 from shadowmesh_client.protocol import Identity, NetworkBinding, ProtocolConfig, Session, peek_header
+from shadowmesh_client.protocol import frames as F
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 

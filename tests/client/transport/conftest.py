@@ -7,7 +7,6 @@ import asyncio
 import inspect
 
 import pytest
-
 from transport_helpers import write_test_pki
 
 ASYNC_TEST_TIMEOUT = 30.0  # seconds

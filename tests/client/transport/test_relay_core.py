@@ -4,6 +4,7 @@ No sockets; time is passed in."""
 from __future__ import annotations
 
 import pytest
+from transport_helpers import fake_inner
 
 from shadowmesh_client.relay import (
     Dropped,
@@ -21,7 +22,6 @@ from shadowmesh_client.relay import (
     encode_local,
     open_delivery,
 )
-from transport_helpers import fake_inner
 
 A, B, C = bytes([0xA1]) * 32, bytes([0xB2]) * 32, bytes([0xC3]) * 32
 

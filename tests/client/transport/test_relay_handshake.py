@@ -10,9 +10,9 @@ import pytest
 
 from shadowmesh_client.protocol import FrameType, Identity, NetworkBinding, ProtocolConfig, Session, peek_header
 from shadowmesh_client.relay import EnvelopeType, RelayConfig, decode, encode_forward, encode_local, open_delivery
+from shadowmesh_client.relay.server import RelayServer
 from shadowmesh_client.transport import ClientConfig, HandshakeRejectedError, ServerConfig
 from shadowmesh_client.transport.ws import dial
-from shadowmesh_client.relay.server import RelayServer
 
 BINDING = NetworkBinding(chain_id=31337, registry="0x" + "11" * 20, network_id=7)
 CONFIG = ProtocolConfig(BINDING)

@@ -9,12 +9,12 @@ import asyncio
 import time
 
 import pytest
+from transport_helpers import fake_inner
 
 from shadowmesh_client.relay import DropReason, RelayConfig, encode_forward, encode_local, open_delivery
+from shadowmesh_client.relay.server import CLOSE_REPLACED, CLOSE_REVOKED, RelayServer
 from shadowmesh_client.transport import ClientConfig, HandshakeRejectedError, LinkClosedError, LinkLimits, ServerConfig
 from shadowmesh_client.transport.ws import dial
-from shadowmesh_client.relay.server import CLOSE_REPLACED, CLOSE_REVOKED, RelayServer
-from transport_helpers import fake_inner
 
 A, B, C = bytes([0xA1]) * 32, bytes([0xB2]) * 32, bytes([0xC3]) * 32
 

@@ -7,6 +7,7 @@ import itertools
 import ssl
 
 import pytest
+from transport_helpers import TcpProxy, raw_http, without_date
 
 from shadowmesh_client.transport import (
     Backoff,
@@ -20,7 +21,6 @@ from shadowmesh_client.transport import (
     TransportError,
 )
 from shadowmesh_client.transport.ws import LinkServer, dial
-from transport_helpers import TcpProxy, raw_http, without_date
 
 
 def accept_all(hello: bytes):

@@ -4,9 +4,6 @@ fake inner frames. Real sockets on loopback only."""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
-import os
 
 from lab.pki import write_test_pki  # noqa: F401  (re-exported for the transport tests)
 
@@ -89,7 +86,7 @@ async def raw_http(port: int, request: bytes, *, ssl_context=None, server_hostna
     try:
         while chunk := await asyncio.wait_for(reader.read(65536), 5):
             data += chunk
-    except (ConnectionError, asyncio.TimeoutError):
+    except (TimeoutError, ConnectionError):
         pass
     writer.close()
     return data

@@ -30,7 +30,8 @@ def _sum16(data: bytes) -> int:
 def _tcp(seq: int, payload: bytes, *, flags: int = 0x10, ack: int = 1, sport: int = 40000, dport: int = 5001,
          src: bytes = SRC, dst: bytes = DST, opts: bytes = b"", ident: int = 0) -> bytes:
     thl = 20 + len(opts)
-    tcp = bytearray(struct.pack("!HHIIBBHHH", sport, dport, seq, ack, (thl // 4) << 4, flags, 502, 0, 0) + opts + payload)
+    header = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, (thl // 4) << 4, flags, 502, 0, 0)
+    tcp = bytearray(header + opts + payload)
     struct.pack_into("!H", tcp, 16, ~_sum16(src + dst + struct.pack("!BBH", 0, 6, len(tcp)) + bytes(tcp)) & 0xFFFF)
     ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ident, 0x4000, 64, 6, 0, src, dst))
     struct.pack_into("!H", ip, 10, ~_sum16(bytes(ip)) & 0xFFFF)

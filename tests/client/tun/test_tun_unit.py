@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from shadowmesh_client.errors import ConfigError, TunError
-from shadowmesh_client.tun import FakeTun, MAX_MTU, MIN_MTU, check_ifname, check_mtu, ip_version, ipv4_dst, ipv4_src
+from shadowmesh_client.tun import MAX_MTU, MIN_MTU, FakeTun, check_ifname, check_mtu, ip_version, ipv4_dst, ipv4_src
 
 
 def ipv4(src: str, dst: str, payload: bytes = b"", ihl: int = 5) -> bytes:
@@ -24,7 +24,8 @@ IPV6 = bytes([0x60]) + bytes(39)
 
 # (case, packet, expected dst, expected src)
 HEADER_CASES = [
-    ("plain", ipv4("100.64.0.1", "100.64.3.9"), int(ipaddress.IPv4Address("100.64.3.9")), int(ipaddress.IPv4Address("100.64.0.1"))),
+    ("plain", ipv4("100.64.0.1", "100.64.3.9"), int(ipaddress.IPv4Address("100.64.3.9")),
+     int(ipaddress.IPv4Address("100.64.0.1"))),
     ("with options", ipv4("100.64.0.1", "100.127.255.254", b"x", ihl=6), 0x647FFFFE, 0x64400001),
     ("top address", ipv4("255.255.255.255", "0.0.0.0"), 0, 0xFFFFFFFF),
     ("ipv6", IPV6, None, None),

@@ -1,0 +1,25 @@
+"""Coroutine tests run on a fresh event loop each (asyncio.run), in ONE task bounded by
+ASYNC_TEST_TIMEOUT seconds (so ``asyncio.all_tasks()`` minus the current task is what the code under test
+left running). RelayDaemon.run's process-wide GC tuning is switched off in the test process."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from tests.client.relay.helpers import no_gc_tuning, run_bounded
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+        run_bounded(pyfuncitem.obj(**kwargs))
+        return True
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _no_gc_tuning(monkeypatch):
+    no_gc_tuning(monkeypatch)
