@@ -7,9 +7,12 @@ import {IDeviceRegistry} from "./interfaces/IDeviceRegistry.sol";
 
 /// @title DeviceRegistry: ShadowMesh networks, devices, overlay addresses (spec "Blockchain Smart Contract
 /// Architecture"; docs/contracts.md)
-/// @notice See IDeviceRegistry for the model. Storage is packed for gas: a network is one slot, a device three
-/// (owner|networkId|overlay, publicKey, registeredAt|expiresAt|status|relay). Endpoints and proofs are only emitted.
-/// Roles: DEFAULT_ADMIN_ROLE sets the treasury and grants roles; FEE_MANAGER_ROLE sets the fee and withdraws fees.
+/// @notice See IDeviceRegistry for the model. Storage is packed for gas: a network is one slot
+/// (admin|nextOverlay|policy|period|closed) plus one for its fee (fee|collected), a device three
+/// (owner|networkId|overlay, publicKey, registeredAt|expiresAt|status|relay), the protocol fee one (fee|collected).
+/// Endpoints and proofs are only emitted.
+/// Roles: DEFAULT_ADMIN_ROLE sets the treasury and grants roles; FEE_MANAGER_ROLE sets the protocol fee and
+/// withdraws protocol fees. Neither has any power over networks, their fees or their devices.
 contract DeviceRegistry is IDeviceRegistry, AccessControl {
     /// @notice Role that may change the registration fee and withdraw fees.
     bytes32 public constant FEE_MANAGER_ROLE = keccak256("FEE_MANAGER_ROLE");
@@ -32,11 +35,19 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
     /// @notice Length of an Ed25519 signature, bytes.
     uint256 private constant _PROOF_LENGTH = 64;
 
+    /// @dev A fee and what it has collected, in one slot (wei; 2**128 is far above any supply of ether).
+    struct Fees {
+        uint128 fee;
+        uint128 collected;
+    }
+
     uint64 private _networkCount;
-    uint256 private _registrationFee;
+    Fees private _protocolFees;
     address private _treasury;
 
     mapping(uint64 networkId => Network) internal _networks;
+    mapping(uint64 networkId => Fees) private _networkFees;
+    mapping(uint64 networkId => address) private _pendingAdmins;
     mapping(bytes32 deviceId => Device) private _devices;
     /// @dev Each owner's devices as a linked list, newest first: head per owner, previous per device. Cheaper
     /// than an array for the common case of an owner's first device (no length slot to create: ~22k gas).
@@ -51,7 +62,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(FEE_MANAGER_ROLE, admin);
         _treasury = treasury_;
-        _registrationFee = registrationFee_;
+        _protocolFees.fee = _toFee(registrationFee_);
         emit TreasuryUpdated(address(0), treasury_);
         emit RegistrationFeeUpdated(0, registrationFee_);
     }
@@ -67,8 +78,25 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
         if (_networks[networkId].admin != msg.sender) revert DeviceRegistryNotNetworkAdmin(networkId, msg.sender);
     }
 
-    function _checkFee() private view {
-        if (msg.value != _registrationFee) revert DeviceRegistryIncorrectFee(_registrationFee, msg.value);
+    function _checkNetworkAdmin(uint64 networkId, address admin) private view {
+        if (admin != msg.sender) revert DeviceRegistryNotNetworkAdmin(networkId, msg.sender);
+    }
+
+    /// @dev Checks `msg.value == protocol fee + network fee` and books each part. A slot is written only when its
+    /// fee is non-zero (the common free case reads two slots and writes none).
+    function _collectFees(uint64 networkId) private {
+        Fees memory protocol = _protocolFees;
+        Fees memory network = _networkFees[networkId];
+        uint256 expected = uint256(protocol.fee) + network.fee;
+        if (msg.value != expected) revert DeviceRegistryIncorrectFee(expected, msg.value);
+        // Collected sums are checked: an overflow of 2**128 wei reverts rather than wraps (never in practice).
+        if (protocol.fee != 0) _protocolFees.collected = protocol.collected + protocol.fee;
+        if (network.fee != 0) _networkFees[networkId].collected = network.collected + network.fee;
+    }
+
+    function _toFee(uint256 fee) private pure returns (uint128) {
+        if (fee > type(uint128).max) revert DeviceRegistryFeeTooHigh(fee);
+        return uint128(fee);
     }
 
     // ------------------------------------------------------------------ networks
@@ -85,18 +113,74 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
             admin: msg.sender,
             nextOverlay: OVERLAY_FIRST,
             policy: policy,
-            registrationPeriod: registrationPeriod
+            registrationPeriod: registrationPeriod,
+            closed: false
         });
         emit NetworkCreated(networkId, msg.sender, policy, registrationPeriod, name);
     }
 
     /// @inheritdoc IDeviceRegistry
     function transferNetworkAdmin(uint64 networkId, address newAdmin) external {
-        if (_networks[networkId].admin == address(0)) revert DeviceRegistryUnknownNetwork(networkId);
-        _checkNetworkAdmin(networkId);
-        if (newAdmin == address(0)) revert DeviceRegistryZeroAddress();
-        _networks[networkId].admin = newAdmin;
-        emit NetworkAdminTransferred(networkId, msg.sender, newAdmin);
+        _checkNetworkAdmin(networkId, _knownNetwork(networkId).admin);
+        _pendingAdmins[networkId] = newAdmin;
+        emit NetworkAdminTransferStarted(networkId, msg.sender, newAdmin);
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function acceptNetworkAdmin(uint64 networkId) external {
+        Network storage network = _knownNetwork(networkId);
+        // A zero pending admin never matches: msg.sender is never zero.
+        if (_pendingAdmins[networkId] != msg.sender) revert DeviceRegistryNotPendingAdmin(networkId, msg.sender);
+        address previous = network.admin;
+        network.admin = msg.sender;
+        delete _pendingAdmins[networkId];
+        emit NetworkAdminTransferred(networkId, previous, msg.sender);
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function pendingNetworkAdmin(uint64 networkId) external view returns (address) {
+        return _pendingAdmins[networkId];
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function setNetworkFee(uint64 networkId, uint256 fee) external {
+        _checkNetworkAdmin(networkId, _knownNetwork(networkId).admin);
+        Fees storage fees = _networkFees[networkId];
+        uint256 previous = fees.fee;
+        fees.fee = _toFee(fee);
+        emit NetworkFeeSet(networkId, previous, fee);
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function networkFee(uint64 networkId) external view returns (uint256 fee, uint256 collected) {
+        Fees memory fees = _networkFees[networkId];
+        return (fees.fee, fees.collected);
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function withdrawNetworkFees(uint64 networkId, address payable to) external {
+        _checkNetworkAdmin(networkId, _knownNetwork(networkId).admin);
+        if (to == address(0)) revert DeviceRegistryZeroAddress();
+        uint256 amount = _networkFees[networkId].collected;
+        // slither-disable-next-line incorrect-equality (only "nothing to send")
+        if (amount == 0) revert DeviceRegistryNoFees();
+        _networkFees[networkId].collected = 0;
+        emit NetworkFeesWithdrawn(networkId, to, amount);
+        // The admin chose `to`; state is final before the call (a re-entrant call finds nothing: NoFees).
+        Address.sendValue(to, amount);
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function setNetworkRegistration(uint64 networkId, bool open) external {
+        Network storage network = _knownNetwork(networkId);
+        _checkNetworkAdmin(networkId, network.admin);
+        network.closed = !open;
+        emit NetworkRegistrationSet(networkId, open);
+    }
+
+    function _knownNetwork(uint64 networkId) private view returns (Network storage network) {
+        network = _networks[networkId];
+        if (network.admin == address(0)) revert DeviceRegistryUnknownNetwork(networkId);
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -119,7 +203,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
         string calldata endpoint,
         bytes calldata proof
     ) external payable returns (bytes32 deviceId) {
-        _checkFee();
+        _collectFees(networkId);
         if (publicKey == bytes32(0)) revert DeviceRegistryInvalidPublicKey();
         if (proof.length != _PROOF_LENGTH) revert DeviceRegistryInvalidProofLength(proof.length);
         _checkEndpoint(endpoint);
@@ -133,7 +217,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
     function _emitRegistered(bytes32 deviceId, string calldata endpoint, bytes calldata proof) private {
         Device storage d = _devices[deviceId];
         emit DeviceRegistered(
-            deviceId, d.owner, d.networkId, d.publicKey, d.overlayAddress, d.expiresAt, d.status, d.relay, endpoint, proof
+            d.networkId, deviceId, d.owner, d.publicKey, d.overlayAddress, d.expiresAt, d.status, d.relay, endpoint, proof
         );
     }
 
@@ -143,23 +227,24 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
         }
     }
 
-    /// @dev Allocates the overlay address and writes the new device record (3 slots) and the owner's list.
+    /// @dev Writes the new device record (3 slots) and the owner's list; in an Open network also allocates the
+    /// overlay address (an Approval network's device gets one at its first approval: `_allocate`).
     function _store(bytes32 deviceId, uint64 networkId, bytes32 publicKey, bool relay) private {
         Network storage network = _networks[networkId];
         Network memory net = network;
         if (net.admin == address(0)) revert DeviceRegistryUnknownNetwork(networkId);
+        if (net.closed) revert DeviceRegistryRegistrationClosed(networkId);
         Device storage device = _devices[deviceId];
         if (device.status != DeviceStatus.None) revert DeviceRegistryAlreadyRegistered(deviceId);
 
-        uint32 overlay = net.nextOverlay;
-        if (overlay > OVERLAY_LAST) revert DeviceRegistryNetworkFull(networkId);
-        network.nextOverlay = _nextOverlay(overlay);
-
-        DeviceStatus status = net.policy == JoinPolicy.Open ? DeviceStatus.Active : DeviceStatus.Pending;
+        DeviceStatus status = DeviceStatus.Pending;
+        if (net.policy == JoinPolicy.Open) {
+            status = DeviceStatus.Active;
+            device.overlayAddress = _allocate(network, net.nextOverlay, networkId);
+        }
         uint64 expiresAt = uint64(block.timestamp) + net.registrationPeriod;
         device.owner = msg.sender;
         device.networkId = networkId;
-        device.overlayAddress = overlay;
         device.publicKey = publicKey;
         device.registeredAt = uint64(block.timestamp);
         device.expiresAt = expiresAt;
@@ -168,6 +253,13 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
         bytes32 latest = _latestDevice[msg.sender];
         if (latest != bytes32(0)) _previousDevice[deviceId] = latest;
         _latestDevice[msg.sender] = deviceId;
+    }
+
+    /// @dev Hands out `overlay` (the network's next address) and advances the allocator; reverts when full.
+    function _allocate(Network storage network, uint32 overlay, uint64 networkId) private returns (uint32) {
+        if (overlay > OVERLAY_LAST) revert DeviceRegistryNetworkFull(networkId);
+        network.nextOverlay = _nextOverlay(overlay);
+        return overlay;
     }
 
     /// @dev The address after `overlay`, skipping those ending in .255 and .0. May return OVERLAY_LAST + 1 or
@@ -188,19 +280,19 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
         }
         if (device.status == DeviceStatus.Revoked) revert DeviceRegistryInvalidStatus(deviceId, DeviceStatus.Revoked);
         device.status = DeviceStatus.Revoked;
-        emit DeviceRevoked(deviceId, networkId, msg.sender);
+        emit DeviceRevoked(networkId, deviceId, msg.sender);
     }
 
     /// @inheritdoc IDeviceRegistry
     function renewDevice(bytes32 deviceId) external payable {
-        _checkFee();
         Device storage device = _existingDevice(deviceId);
+        _collectFees(device.networkId);
         if (msg.sender != device.owner) revert DeviceRegistryNotDeviceOwner(deviceId, msg.sender);
         if (device.status == DeviceStatus.Revoked) revert DeviceRegistryInvalidStatus(deviceId, DeviceStatus.Revoked);
         uint64 from = device.expiresAt > block.timestamp ? device.expiresAt : uint64(block.timestamp);
         uint64 expiresAt = from + _networks[device.networkId].registrationPeriod;
         device.expiresAt = expiresAt;
-        emit DeviceRenewed(deviceId, device.networkId, expiresAt);
+        emit DeviceRenewed(device.networkId, deviceId, expiresAt);
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -213,7 +305,13 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
             revert DeviceRegistryInvalidStatus(deviceId, status);
         }
         device.status = DeviceStatus.Active;
-        emit DeviceApproved(deviceId, networkId, msg.sender);
+        uint32 overlay = device.overlayAddress;
+        if (overlay == 0) {
+            Network storage network = _networks[networkId];
+            overlay = _allocate(network, network.nextOverlay, networkId);
+            device.overlayAddress = overlay;
+        }
+        emit DeviceApproved(networkId, deviceId, msg.sender, overlay);
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -226,7 +324,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
             revert DeviceRegistryInvalidStatus(deviceId, status);
         }
         device.status = DeviceStatus.Suspended;
-        emit DeviceSuspended(deviceId, networkId, msg.sender);
+        emit DeviceSuspended(networkId, deviceId, msg.sender);
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -236,7 +334,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
         if (device.status == DeviceStatus.Revoked) revert DeviceRegistryInvalidStatus(deviceId, DeviceStatus.Revoked);
         _checkEndpoint(endpoint);
         device.relay = relay;
-        emit DeviceEndpointUpdated(deviceId, device.networkId, endpoint, relay);
+        emit DeviceEndpointUpdated(device.networkId, deviceId, endpoint, relay);
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -284,7 +382,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
 
     /// @inheritdoc IDeviceRegistry
     function registrationFee() external view returns (uint256) {
-        return _registrationFee;
+        return _protocolFees.fee;
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -294,8 +392,8 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
 
     /// @inheritdoc IDeviceRegistry
     function setRegistrationFee(uint256 newFee) external onlyRole(FEE_MANAGER_ROLE) {
-        uint256 previous = _registrationFee;
-        _registrationFee = newFee;
+        uint256 previous = _protocolFees.fee;
+        _protocolFees.fee = _toFee(newFee);
         emit RegistrationFeeUpdated(previous, newFee);
     }
 
@@ -309,9 +407,12 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
 
     /// @inheritdoc IDeviceRegistry
     function withdrawFees() external onlyRole(FEE_MANAGER_ROLE) {
-        uint256 amount = address(this).balance;
-        // slither-disable-next-line incorrect-equality (only "nothing to send"; forced ether just gets withdrawn too)
+        // Only the protocol's share: the networks' collected fees belong to their admins. Ether forced in
+        // (selfdestruct, coinbase) is not booked anywhere and stays.
+        uint256 amount = _protocolFees.collected;
+        // slither-disable-next-line incorrect-equality (only "nothing to send")
         if (amount == 0) revert DeviceRegistryNoFees();
+        _protocolFees.collected = 0;
         address to = _treasury;
         emit FeesWithdrawn(to, amount);
         // The treasury is set by DEFAULT_ADMIN_ROLE and the caller holds FEE_MANAGER_ROLE; no state follows.

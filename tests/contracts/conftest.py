@@ -1,7 +1,8 @@
 """Fixtures for the contract tests (Ape's local EVM: py-evm through eth-tester).
 
 Roles: `admin` deploys and holds every role, `treasury` receives fees, `owner`/`other` own devices,
-`netadmin` administers networks, `payer` funds escrow, `relay` claims, `attacker` tries what it must not.
+`netadmin` administers networks, `payer` funds reserves, `relay` claims, `hot` is a device's receipt signer,
+`attacker` tries what it must not.
 Factories: `create_network`, `create_device`, `sign_receipt`.
 """
 
@@ -25,7 +26,7 @@ RECEIPT_TYPES = {
         {"name": "deviceId", "type": "bytes32"},
         {"name": "relay", "type": "address"},
         {"name": "cumulativeBytes", "type": "uint256"},
-        {"name": "maxPricePerByte", "type": "uint256"},
+        {"name": "pricePerByte", "type": "uint256"},
     ]
 }
 
@@ -68,6 +69,11 @@ def relay(accounts):
 @pytest.fixture(scope="session")
 def attacker(accounts):
     return accounts[7]
+
+
+@pytest.fixture(scope="session")
+def hot(accounts):
+    return accounts[8]
 
 
 @pytest.fixture(scope="session")
@@ -129,18 +135,18 @@ def create_device(registry, open_network, owner):
 def sign_receipt(token, chain):
     """Sign an EIP-712 Receipt exactly as a client does with eth-account; returns the SignedReceipt tuple."""
 
-    def sign(signer_key, payer, device_id, relay, cumulative, max_price):
+    def sign(signer_key, payer, device_id, relay, cumulative, price):
         message = {
             "payer": str(payer),
             "deviceId": bytes(device_id),
             "relay": str(relay),
             "cumulativeBytes": cumulative,
-            "maxPricePerByte": max_price,
+            "pricePerByte": price,
         }
         domain = {"name": "ShadowMesh", "version": "1", "chainId": chain.chain_id,
                   "verifyingContract": str(token.address)}
         signed = Account.sign_typed_data(signer_key, domain, RECEIPT_TYPES, message)
-        return (str(payer), bytes(device_id), cumulative, max_price, *compact(signed.v, signed.r, signed.s))
+        return (str(payer), bytes(device_id), cumulative, price, *compact(signed.v, signed.r, signed.s))
 
     return sign
 
@@ -158,8 +164,8 @@ def receipt_digest(chain_id, token_address, message) -> bytes:
 
 
 @pytest.fixture
-def funded_payer(token, admin, payer):
-    """`payer` with 100 SMT minted and 50 SMT deposited."""
+def funded_payer(token, admin, payer, relay):
+    """`payer` with 100 SMT minted and a 50 SMT reserve for `relay`."""
     token.mint(payer, 100 * ONE_SMT, sender=admin)
-    token.deposit(50 * ONE_SMT, sender=payer)
+    token.depositToReserve(relay, 50 * ONE_SMT, sender=payer)
     return payer

@@ -117,19 +117,22 @@ def test_withdrawal_delay_is_bounded(project, admin, delay):
         admin.deploy(project.ShadowMeshToken, admin, delay)
 
 
-def test_longest_withdrawal_delay_still_works(project, admin, payer, chain):
+def test_longest_withdrawal_delay_still_works(project, admin, payer, relay, chain):
     token = admin.deploy(project.ShadowMeshToken, admin, 365 * DAY)
     token.mint(payer, 10, sender=admin)
-    token.deposit(10, sender=payer)
-    tx = token.requestWithdrawal(10, sender=payer)
+    token.depositToReserve(relay, 10, sender=payer)
+    tx = token.requestReserveWithdrawal(relay, 10, sender=payer)
     now = chain.provider.get_block(tx.block_number).timestamp
-    assert token.escrowOf(payer).unlockAt == now + 365 * DAY
+    assert token.reserveOf(payer, relay).unlockAt == now + 365 * DAY
+    tx = token.authorizeSigner(payer, DEVICE, 1, 1, sender=relay)  # signer revocation uses the same notice
+    tx = token.revokeSigner(payer, DEVICE, sender=relay)
+    assert token.signerBinding(relay, payer, DEVICE).validUntil == chain.provider.get_block(
+        tx.block_number).timestamp + 365 * DAY
 
 
 def test_invalid_signature_recovering_to_zero_is_refused(token, funded_payer, relay):
     """Fix: ecrecover returns 0 for an invalid signature; with payer 0 that passed the signer check (the
     claim then failed later, on the empty escrow). It is now refused as a signer outright."""
-    token.setRelayPrice(PRICE, sender=relay)
     garbage = (ZERO, DEVICE, 10, PRICE, bytes(32), bytes(32))
     with ape.reverts(token.ShadowMeshTokenInvalidSigner, signer=ZERO, payer=ZERO):
         token.claim(garbage, sender=relay)
@@ -142,7 +145,6 @@ def test_malleated_signatures_are_refused_and_replay_is_by_content(token, funded
     2**-128 share of signatures) and cannot be written in compact form; flipping only v recovers someone else.
     Either way a paid receipt stays paid: replay protection is by content (paidBytes), not by signature."""
     payer = funded_payer
-    token.setRelayPrice(PRICE, sender=relay)
     receipt = sign_receipt(payer.private_key, payer, DEVICE, relay, 1_000, PRICE)
     r, vs = int.from_bytes(receipt[4], "big"), int.from_bytes(receipt[5], "big")
     v, s = 27 + (vs >> 255), vs & (2**255 - 1)
@@ -160,28 +162,23 @@ def test_malleated_signatures_are_refused_and_replay_is_by_content(token, funded
 
 def test_duplicate_channel_entries_in_one_batch(token, funded_payer, relay, sign_receipt):
     payer = funded_payer
-    token.setRelayPrice(PRICE, sender=relay)
     r100 = sign_receipt(payer.private_key, payer, DEVICE, relay, 100, PRICE)
     r150 = sign_receipt(payer.private_key, payer, DEVICE, relay, 150, PRICE)
-    with ape.reverts(token.ShadowMeshTokenStaleReceipt, cumulativeBytes=100, paidBytes=100):
-        token.claimBatch([r100, r100], sender=relay)
-    tx = token.claimBatch([r100, r150], sender=relay)
-    assert [e.amount for e in tx.decode_logs(token.Claimed)] == [100 * PRICE, 50 * PRICE]
+    tx = token.claimBatch([r100, r100], sender=relay)  # the second is stale after the first: skipped
+    assert [e.amount for e in tx.decode_logs(token.Claimed)] == [100 * PRICE]
+    assert [e.reason for e in tx.decode_logs(token.ClaimSkipped)] == [3]  # StaleReceipt
+    tx = token.claimBatch([r150, r150], sender=relay)
+    assert [e.amount for e in tx.decode_logs(token.Claimed)] == [50 * PRICE]
     assert token.paidBytes(payer, DEVICE, relay) == 150
     assert token.balanceOf(relay) == 150 * PRICE
-    assert token.escrowOf(payer).balance == 50 * ONE_SMT - 150 * PRICE
+    assert token.reserveOf(payer, relay).balance == 50 * ONE_SMT - 150 * PRICE
 
 
-def test_deauthorised_signer_receipts_are_no_longer_claimable(token, funded_payer, relay, other, sign_receipt):
-    """By design (documented): de-authorisation is immediate, also for receipts signed before it."""
-    payer = funded_payer
-    token.setRelayPrice(PRICE, sender=relay)
-    token.setReceiptSigner(other, True, sender=payer)
-    receipt = sign_receipt(other.private_key, payer, DEVICE, relay, 500, PRICE)
-    token.setReceiptSigner(other, False, sender=payer)
-    with ape.reverts(token.ShadowMeshTokenInvalidSigner, signer=other.address, payer=payer.address):
-        token.claim(receipt, sender=relay)
-    assert token.paidBytes(payer, DEVICE, relay) == 0
+def test_all_skipped_batch_transfers_nothing(token, funded_payer, relay):
+    """A batch where nothing pays returns 0 and makes no ERC-20 transfer (no zero-value Transfer event)."""
+    garbage = (funded_payer.address, DEVICE, 10, PRICE, bytes(32), bytes(32))
+    tx = token.claimBatch([garbage], sender=relay)
+    assert tx.decode_logs(token.Transfer) == [] and len(tx.decode_logs(token.ClaimSkipped)) == 1
 
 
 def _permit_types():
@@ -194,7 +191,6 @@ def test_permit_and_receipt_signatures_never_cross(token, funded_payer, relay, o
     """Same EIP-712 domain, and field values chosen so both structs encode to the same five words: only the
     type hash tells them apart, and it does."""
     payer = funded_payer
-    token.setRelayPrice(PRICE, sender=relay)
     deadline = chain.pending_timestamp + 3_600
     padded_spender = bytes(12) + bytes.fromhex(other.address[2:])
     domain = {"name": "ShadowMesh", "version": "1", "chainId": chain.chain_id, "verifyingContract": str(token.address)}
@@ -214,17 +210,34 @@ def test_permit_and_receipt_signatures_never_cross(token, funded_payer, relay, o
     assert token.allowance(payer, other) == 0 and token.paidBytes(payer, padded_spender, relay) == 0
 
 
-def test_escrow_never_truncates_above_uint96(token, admin, payer, other):
-    """An escrow is a uint96: a deposit that would pass 2**96 - 1 reverts instead of being cut."""
+def test_reserve_never_truncates_above_uint96(token, admin, payer, relay, other):
+    """A reserve is a uint96: funding that would pass 2**96 - 1 reverts instead of being cut. The unallocated
+    balance is a uint256 (bounded by the supply)."""
     token.mint(payer, 2**100, sender=admin)  # the supply itself may exceed 2**96
-    token.deposit(UINT96_MAX - 1, sender=payer)
-    token.deposit(1, sender=payer)
-    assert token.escrowOf(payer).balance == UINT96_MAX
+    token.depositToReserve(relay, UINT96_MAX - 1, sender=payer)
+    token.deposit(2**97, sender=payer)
+    token.fundReserve(relay, 1, sender=payer)
+    assert token.reserveOf(payer, relay).balance == UINT96_MAX
     with ape.reverts(token.ShadowMeshTokenEscrowOverflow, amount=1):
-        token.deposit(1, sender=payer)
-    assert token.totalEscrowed() == UINT96_MAX
-    token.transfer(other, 2**99, sender=payer)
-    assert token.balanceOf(other) == 2**99
-    with ape.reverts(token.ShadowMeshTokenInsufficientEscrow, payer=payer.address, balance=UINT96_MAX,
-                     needed=2**96):
-        token.requestWithdrawal(2**96, sender=payer)
+        token.fundReserve(relay, 1, sender=payer)
+    assert token.totalEscrowed() == UINT96_MAX + 2**97 - 1
+    token.transfer(other, 2**98, sender=payer)
+    assert token.balanceOf(other) == 2**98
+    with ape.reverts(token.ShadowMeshTokenInsufficientReserve, payer=payer.address, relay=relay.address,
+                     balance=UINT96_MAX, needed=2**96):
+        token.requestReserveWithdrawal(relay, 2**96, sender=payer)
+
+
+def test_signer_cap_resets_per_fixed_period(token, funded_payer, relay, accounts, sign_receipt, chain):
+    """Periods are fixed windows [n * period, (n + 1) * period): at most the cap per window, so at most twice
+    the cap across a window boundary (documented)."""
+    payer, hot = funded_payer, accounts[8]
+    token.authorizeSigner(hot, DEVICE, 10 * PRICE, DAY, sender=payer)
+    start = (chain.pending_timestamp // DAY + 1) * DAY
+    chain.pending_timestamp = start + DAY - 5
+    receipt = sign_receipt(hot.private_key, payer, DEVICE, relay, 10**9, PRICE)
+    assert token.claim(receipt, sender=relay).decode_logs(token.Claimed)[0].amount == 10 * PRICE
+    chain.pending_timestamp = start + DAY
+    assert token.claim(receipt, sender=relay).decode_logs(token.Claimed)[0].amount == 10 * PRICE
+    binding = token.signerBinding(payer, hot, DEVICE)
+    assert (binding.spent, binding.epoch) == (10 * PRICE, start // DAY + 1)

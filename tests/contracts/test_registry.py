@@ -9,6 +9,8 @@ from nacl.signing import VerifyKey
 
 from .conftest import DAY, network_id_of, new_device_key, proof_for
 
+ZERO = "0x" + "00" * 20
+
 OPEN, APPROVAL = 0, 1
 NONE, PENDING, ACTIVE, SUSPENDED, REVOKED = range(5)
 
@@ -27,8 +29,8 @@ def test_create_network_assigns_sequential_ids_and_emits(registry, other):
     assert (event.networkId, event.admin, event.policy, event.registrationPeriod, event.name) == (
         first + 1, other.address, APPROVAL, 7 * DAY, "lab")
     net = registry.networks(first + 1)
-    assert (net.admin, net.nextOverlay, net.policy, net.registrationPeriod) == (
-        other.address, 0x64400001, APPROVAL, 7 * DAY)
+    assert (net.admin, net.nextOverlay, net.policy, net.registrationPeriod, net.closed) == (
+        other.address, 0x64400001, APPROVAL, 7 * DAY, False)
     assert network_id_of(registry, registry.createNetwork("lab2", OPEN, 1, sender=other)) == first + 2
     assert registry.networkCount() == first + 2
 
@@ -38,24 +40,139 @@ def test_create_network_rejects_zero_period(registry, other):
         registry.createNetwork("x", OPEN, 0, sender=other)
 
 
-def test_transfer_network_admin(registry, open_network, netadmin, other, create_device):
+def test_transfer_network_admin_is_two_step(registry, open_network, netadmin, other, attacker, create_device):
     tx = registry.transferNetworkAdmin(open_network, other, sender=netadmin)
+    [event] = tx.decode_logs(registry.NetworkAdminTransferStarted)
+    assert (event.networkId, event.previousAdmin, event.newAdmin) == (open_network, netadmin.address, other.address)
+    assert registry.networks(open_network).admin == netadmin.address  # nothing changes until accepted
+    assert registry.pendingNetworkAdmin(open_network) == other.address
+    with ape.reverts(registry.DeviceRegistryNotPendingAdmin, networkId=open_network, account=attacker.address):
+        registry.acceptNetworkAdmin(open_network, sender=attacker)
+    tx = registry.acceptNetworkAdmin(open_network, sender=other)
     [event] = tx.decode_logs(registry.NetworkAdminTransferred)
     assert (event.networkId, event.previousAdmin, event.newAdmin) == (open_network, netadmin.address, other.address)
     assert registry.networks(open_network).admin == other.address
+    assert registry.pendingNetworkAdmin(open_network) == ZERO
     device_id, _, _ = create_device()
     with ape.reverts(registry.DeviceRegistryNotNetworkAdmin, networkId=open_network, account=netadmin.address):
         registry.suspendDevice(device_id, sender=netadmin)
     registry.suspendDevice(device_id, sender=other)
 
 
+def test_a_mistyped_admin_transfer_loses_nothing(registry, open_network, netadmin, other):
+    typo = "0x000000000000000000000000000000000000dEaD"
+    registry.transferNetworkAdmin(open_network, typo, sender=netadmin)
+    registry.transferNetworkAdmin(open_network, other, sender=netadmin)  # replaces the offer
+    registry.transferNetworkAdmin(open_network, ZERO, sender=netadmin)  # or withdraws it
+    with ape.reverts(registry.DeviceRegistryNotPendingAdmin, networkId=open_network, account=other.address):
+        registry.acceptNetworkAdmin(open_network, sender=other)
+    assert registry.networks(open_network).admin == netadmin.address
+
+
 def test_transfer_network_admin_reverts(registry, open_network, netadmin, attacker):
     with ape.reverts(registry.DeviceRegistryNotNetworkAdmin, networkId=open_network, account=attacker.address):
         registry.transferNetworkAdmin(open_network, attacker, sender=attacker)
-    with ape.reverts(registry.DeviceRegistryZeroAddress):
-        registry.transferNetworkAdmin(open_network, "0x" + "00" * 20, sender=netadmin)
     with ape.reverts(registry.DeviceRegistryUnknownNetwork, networkId=999):
         registry.transferNetworkAdmin(999, attacker, sender=attacker)
+    with ape.reverts(registry.DeviceRegistryUnknownNetwork, networkId=999):
+        registry.acceptNetworkAdmin(999, sender=attacker)
+
+
+def test_closed_network_refuses_registrations(registry, open_network, approval_network, netadmin, owner, attacker,
+                                              create_device):
+    member, _, _ = create_device()
+    for network_id in (open_network, approval_network):  # open networks can be closed too
+        tx = registry.setNetworkRegistration(network_id, False, sender=netadmin)
+        [event] = tx.decode_logs(registry.NetworkRegistrationSet)
+        assert (event.networkId, event.open) == (network_id, False)
+        assert registry.networks(network_id).closed is True
+        with ape.reverts(registry.DeviceRegistryRegistrationClosed, networkId=network_id):
+            create_device(network_id=network_id)
+    registry.renewDevice(member, sender=owner)  # members go on
+    with ape.reverts(registry.DeviceRegistryNotNetworkAdmin, networkId=open_network, account=attacker.address):
+        registry.setNetworkRegistration(open_network, True, sender=attacker)
+    registry.setNetworkRegistration(open_network, True, sender=netadmin)
+    create_device()
+
+
+def test_per_network_fee(registry, open_network, netadmin, owner, other, attacker, admin, treasury, create_device):
+    tx = registry.setNetworkFee(open_network, 10**16, sender=netadmin)
+    [event] = tx.decode_logs(registry.NetworkFeeSet)
+    assert (event.networkId, event.previousFee, event.newFee) == (open_network, 0, 10**16)
+    with ape.reverts(registry.DeviceRegistryNotNetworkAdmin, networkId=open_network, account=attacker.address):
+        registry.setNetworkFee(open_network, 0, sender=attacker)
+    with ape.reverts(registry.DeviceRegistryIncorrectFee, expected=10**16, received=0):
+        create_device()
+    registry.setRegistrationFee(10**15, sender=admin)  # the protocol fee comes on top
+    with ape.reverts(registry.DeviceRegistryIncorrectFee, expected=11 * 10**15, received=10**16):
+        create_device(value=10**16)
+    device_id, _, _ = create_device(value=11 * 10**15)
+    registry.renewDevice(device_id, sender=owner, value=11 * 10**15)
+    assert tuple(registry.networkFee(open_network)) == (10**16, 2 * 10**16)
+    # Each side withdraws its own: the protocol's share to the treasury, the network's by its admin.
+    before = treasury.balance
+    assert registry.withdrawFees(sender=admin).decode_logs(registry.FeesWithdrawn)[0].amount == 2 * 10**15
+    assert treasury.balance == before + 2 * 10**15
+    with ape.reverts(registry.DeviceRegistryNotNetworkAdmin, networkId=open_network, account=attacker.address):
+        registry.withdrawNetworkFees(open_network, attacker, sender=attacker)
+    with ape.reverts(registry.DeviceRegistryZeroAddress):
+        registry.withdrawNetworkFees(open_network, ZERO, sender=netadmin)
+    before = other.balance
+    tx = registry.withdrawNetworkFees(open_network, other, sender=netadmin)
+    [event] = tx.decode_logs(registry.NetworkFeesWithdrawn)
+    assert (event.networkId, event.to, event.amount) == (open_network, other.address, 2 * 10**16)
+    assert other.balance == before + 2 * 10**16 and registry.balance == 0
+    with ape.reverts(registry.DeviceRegistryNoFees):
+        registry.withdrawNetworkFees(open_network, other, sender=netadmin)
+    with ape.reverts(registry.DeviceRegistryFeeTooHigh, fee=2**128):
+        registry.setNetworkFee(open_network, 2**128, sender=netadmin)
+
+
+def test_pending_registrations_take_no_address(registry, approval_network, netadmin, attacker, create_device):
+    """v1: a stranger moved an approval network's next address by 100 without the admin's consent."""
+    before = registry.networks(approval_network).nextOverlay
+    registered = [create_device(network_id=approval_network, sender=attacker) for _ in range(5)]
+    pending = [device_id for device_id, _, _ in registered]
+    assert registry.networks(approval_network).nextOverlay == before
+    assert all(registry.devices(d).overlayAddress == 0 for d in pending)
+    assert all(tx.decode_logs(registry.DeviceRegistered)[0].overlayAddress == 0 for _, _, tx in registered)
+    tx = registry.approveDevice(pending[3], sender=netadmin)
+    [event] = tx.decode_logs(registry.DeviceApproved)
+    assert (event.networkId, event.deviceId, event.by, event.overlayAddress) == (
+        approval_network, pending[3], netadmin.address, before)
+    assert registry.devices(pending[3]).overlayAddress == before
+    registry.suspendDevice(pending[3], sender=netadmin)
+    tx = registry.approveDevice(pending[3], sender=netadmin)  # un-suspending keeps its address
+    assert tx.decode_logs(registry.DeviceApproved)[0].overlayAddress == before
+    registry.suspendDevice(pending[4], sender=netadmin)  # suspended while Pending: no address yet
+    tx = registry.approveDevice(pending[4], sender=netadmin)
+    assert tx.decode_logs(registry.DeviceApproved)[0].overlayAddress == before + 1
+
+
+def test_network_id_is_topic_1_of_every_network_event(registry, open_network, netadmin, owner, other, create_device,
+                                                       chain):
+    """One eth_getLogs filter (topics[1] = networkId) selects one network's whole history."""
+    start = chain.blocks.head.number
+    device_id, _, _ = create_device()
+    registry.renewDevice(device_id, sender=owner)
+    registry.updateEndpoint(device_id, "", False, sender=owner)
+    registry.suspendDevice(device_id, sender=netadmin)
+    registry.approveDevice(device_id, sender=netadmin)
+    registry.revokeDevice(device_id, sender=owner)
+    registry.setNetworkFee(open_network, 1, sender=netadmin)
+    registry.setNetworkRegistration(open_network, True, sender=netadmin)
+    registry.transferNetworkAdmin(open_network, other, sender=netadmin)
+    registry.acceptNetworkAdmin(open_network, sender=other)
+    topic = "0x" + open_network.to_bytes(32, "big").hex()
+    logs = chain.provider.web3.eth.get_logs({"address": str(registry.address), "fromBlock": start + 1,
+                                             "topics": [None, topic]})
+    assert len(logs) == 10
+    for abi in registry.contract_type.events:
+        if abi.name in ("RegistrationFeeUpdated", "TreasuryUpdated", "FeesWithdrawn", "RoleGranted", "RoleRevoked",
+                        "RoleAdminChanged"):
+            continue  # protocol-wide: no network
+        first = next(i for i in abi.inputs if i.indexed)
+        assert (first.name, first.type) == ("networkId", "uint64"), abi.name
 
 
 # ---------------------------------------------------------------- registration
@@ -100,10 +217,12 @@ def test_register_stores_record_and_indexes(registry, open_network, owner, creat
     assert registry.getUserDevices(owner) == [device_id]
 
 
-def test_overlay_addresses_are_sequential_per_network(registry, open_network, approval_network, create_device, other):
+def test_overlay_addresses_are_sequential_per_network(registry, open_network, approval_network, create_device, other,
+                                                      netadmin):
     a, _, _ = create_device()
     b, _, _ = create_device(sender=other)
     c, _, _ = create_device(network_id=approval_network)
+    registry.approveDevice(c, sender=netadmin)
     assert [registry.devices(d).overlayAddress for d in (a, b, c)] == [0x64400001, 0x64400002, 0x64400001]
 
 
