@@ -10,7 +10,8 @@ Example::
     rpc_url: http://127.0.0.1:8545
     deployments: deployments/polygon-local.json   # or: chain_id + registry (+ deploy_block)
     network_id: 1
-    confirmations: 0            # blocks; 0 on a local chain, more on a public one
+    confirmations: 12           # blocks; default: 0 on a local chain (31337, 1337), 12 elsewhere
+    rpc_urls: [https://rpc-b.example.org]   # more endpoints: the directory accepts only what all agree on
     device_key: device.key      # the encrypted Ed25519 device key (identity.py)
     owner_keystore: owner.json  # eth-account keystore of the owner account
     state_dir: state            # SQLite directory state
@@ -25,8 +26,9 @@ Example::
       signer_keystore: null     # a key authorised with `authorize-signer`; default: owner_keystore
       every_bytes: 16000000     # device: a receipt every N bytes relayed...
       every_seconds: 10         # ...or every T seconds with new bytes
-      max_price_per_byte: 1000000000   # device: price cap, SMT base units per byte
-      credit_bytes: 64000000    # relay: unreceipted bytes tolerated per device
+      max_price_per_byte: 1000000000   # device: highest advertised price accepted at session start
+      credit_bytes: 64000000    # relay: unreceipted bytes tolerated per payer (all its devices)
+      auto_claim: true          # relay: claim on withdrawal requests, revocations, the threshold
 """
 
 from __future__ import annotations
@@ -49,6 +51,19 @@ from shadowmesh_client.errors import ConfigError
 
 _ADDR = re.compile(r"^0x[0-9a-fA-F]{40}$")
 MAX_ENDPOINT_BYTES = 256  # DeviceRegistry's MAX_ENDPOINT_LENGTH
+LOCAL_CHAIN_IDS = frozenset({31337, 1337})  # anvil / hardhat, ganache / geth --dev: one node, no reorgs
+PUBLIC_CONFIRMATIONS = 12
+"""Blocks the directory and the relay's billing stay behind the head on any other chain when ``confirmations``
+is not set: a reorg shallower than this never shows a device that the chain later drops (issue 10, "Trust in
+one RPC"). 12 blocks is ~25 s on Polygon PoS (2 s blocks), whose reorgs since the 2023 hard fork stay well
+under it, and ~2.5 min on Ethereum (checkpoint finality needs 64+). Raise it for a chain with deeper reorgs."""
+
+
+def confirmations_for(chain_id: int, configured: int | None) -> int:
+    """``configured`` when set, else 0 on a local chain and PUBLIC_CONFIRMATIONS elsewhere."""
+    if configured is not None:
+        return configured
+    return 0 if chain_id in LOCAL_CHAIN_IDS else PUBLIC_CONFIRMATIONS
 
 
 def check_endpoint(url: str, what: str = "endpoint") -> str:
@@ -139,10 +154,15 @@ class PaymentsConfig(_Strict):
       refuses to start without a signer (prompts on a terminal); ``false`` never signs.
     * ``signer_keystore``: eth-account keystore of the receipt signer (the owner's, or a hot key the owner
       authorised with ``authorize-signer``); default ``owner_keystore``.
-    * ``every_bytes`` / ``every_seconds`` / ``tolerance_bytes`` / ``max_price_per_byte``: rewards.IssuerConfig.
+    * ``every_bytes`` / ``every_seconds`` / ``tolerance_bytes`` / ``max_price_per_byte``: rewards.IssuerConfig
+      (``max_price_per_byte``: the highest ``relayPrice`` the device accepts when a session starts; receipts
+      carry the accepted price, never more).
 
-    Relay side (``relay``): ``credit_bytes`` / ``resume_bytes`` (rewards.CreditConfig), ``escrow_refresh_seconds``
-    (how stale the relay's view of payers' escrow and its own price may be)."""
+    Relay side (``relay``): ``credit_bytes`` / ``resume_bytes`` (rewards.CreditConfig: per payer, all its
+    devices together), ``escrow_refresh_seconds`` (how stale the relay's view of payers' reserves and its own
+    price may be), ``auto_claim`` (claim with the owner key when a payer requests a reserve withdrawal, a signer
+    is revoked, or what is owed passes ``claim_threshold`` x the reserve's guarantee; needs the owner keystore's
+    password without a prompt), ``claim_margin_seconds`` (claim this long before an unlockAt/validUntil)."""
 
     model_config = ConfigDict(extra="forbid")
     sign_receipts: Literal["auto", True, False] = "auto"
@@ -155,6 +175,61 @@ class PaymentsConfig(_Strict):
     credit_bytes: int = Field(64_000_000, ge=0)
     resume_bytes: int | None = Field(None, ge=0)
     escrow_refresh_seconds: float = Field(10.0, gt=0)
+    auto_claim: bool = True
+    claim_threshold: float = Field(0.5, gt=0, le=1)
+    claim_margin_seconds: float = Field(600.0, ge=0)
+
+
+class UserspaceConfig(_Strict):
+    """``userspace:`` (issue 18, docs/userspace.md): ``enabled`` runs ``up`` without a TUN device (as
+    ``--userspace``); ``socks`` / ``http``: HOST:PORT of the local SOCKS5 / HTTP CONNECT proxy (``null``:
+    off); ``allow_lan``: networks peers may reach through this node; ``lan_via``: {network: peer overlay
+    address} for our proxies. The proxies run in TUN mode too when set here."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    socks: str | None = "127.0.0.1:1080"
+    http: str | None = "127.0.0.1:8118"
+    allow_lan: list[str] = Field(default_factory=list)
+    lan_via: dict[str, str] = Field(default_factory=dict)
+
+
+class RoutingConfig(_Strict):
+    """``routing:`` (issue 14, docs/routing.md): names, IPv6, exit nodes, subnet routes, split tunnelling,
+    kill switch, DNS, QoS. ``up`` options override: --exit-node, --exit-allow-lan, --advertise-exit,
+    --advertise-routes, --name, --kill-switch, --qos."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False               # opt-in until the routing e2e suite runs it on real kernels (docs/routing.md)
+    ipv6: bool = True
+    name: str | None = Field(None, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    advertise_exit: bool = False
+    advertise_routes: list[str] = Field(default_factory=list)
+    exit_allow: list[str] = Field(default_factory=list)     # names/addresses allowed to use our exit; []: all
+    uplink: str | None = None
+    exit_node: str | None = None
+    exit_allow_lan: bool = False
+    include: list[str] = Field(default_factory=list)        # split tunnelling: only these through the exit
+    exclude: list[str] = Field(default_factory=list)        # split tunnelling: these never through the exit
+    kill_switch: bool = False
+    records_dir: Path | None = None                         # default: <state_dir>/records
+    dns: bool = True
+    dns_suffix: str = Field("shadowmesh.internal", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+    dns_forward: str | None = "system"                      # "system", "IP[:PORT]", or null (REFUSED)
+    configure_resolver: bool = True                          # systemd-resolved per-link DNS when available
+    qos: bool = False
+    qos_ports: list[str | int] = Field(default_factory=lambda: list[str | int]([22, 53, 3478, 3479, 5060, 5061,
+                                                                               5349, "16384-16483"]))
+
+    @field_validator("advertise_routes", "include", "exclude")
+    @classmethod
+    def _prefixes(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=True)
+            except ValueError:
+                raise ValueError(f"{item!r}: expected a network like 192.168.7.0/24 or fd00:7::/64") from None
+        return v
 
 
 class Config(_Strict):
@@ -168,7 +243,8 @@ class Config(_Strict):
     registry: str | None = None
     deploy_block: int = Field(0, ge=0)
     network_id: int | None = Field(None, ge=1, lt=2**64)
-    confirmations: int = Field(0, ge=0, le=1000)
+    confirmations: int | None = Field(None, ge=0, le=1000)   # None: confirmations_for(chain id)
+    rpc_urls: list[str] = Field(default_factory=list)         # more endpoints the directory cross-checks
     device_key: Path = Path("device.key")
     keystore_backend: Literal["auto", "file", "keyring"] = "auto"
     owner_keystore: Path | None = None
@@ -178,6 +254,10 @@ class Config(_Strict):
     relays: list[str] = Field(default_factory=list)
     tun: TunConfig = Field(default_factory=TunConfig)
     payments: PaymentsConfig = Field(default_factory=PaymentsConfig)
+    userspace: UserspaceConfig = Field(default_factory=UserspaceConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    forward: list[str] = Field(default_factory=list)   # "127.0.0.1:8022 -> 100.64.0.7:22" (docs/userspace.md)
+    expose: list[str] = Field(default_factory=list)    # "22" or "8080 -> 127.0.0.1:3000": ports peers may open
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     rpc_timeout: float = Field(60.0, gt=0, le=3600)  # seconds: each command's overall deadline for the RPC
 
@@ -186,6 +266,14 @@ class Config(_Strict):
     def _rpc(cls, v: str) -> str:
         if not re.match(r"^https?://[^\s/]+", v):
             raise ValueError("expected an http:// or https:// URL, e.g. http://127.0.0.1:8545")
+        return v
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _rpcs(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not re.match(r"^https?://[^\s/]+", url):
+                raise ValueError(f"{url!r}: expected an http:// or https:// URL, e.g. https://rpc.example.org")
         return v
 
     @field_validator("registry")
@@ -209,6 +297,19 @@ class Config(_Strict):
         if v is not None:
             try:
                 check_endpoint(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("forward", "expose")
+    @classmethod
+    def _streams(cls, v: list[str], info) -> list[str]:
+        from shadowmesh_client.userspace.policy import Expose, Forward
+
+        parse = Forward.parse if info.field_name == "forward" else Expose.parse
+        for entry in v:
+            try:
+                parse(entry)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
         return v
@@ -242,6 +343,7 @@ class Config(_Strict):
             "device_key": fix(self.device_key),
             "owner_keystore": fix(self.owner_keystore),
             "state_dir": fix(self.state_dir),
+            "routing": self.routing.model_copy(update={"records_dir": fix(self.routing.records_dir)}),
             "payments": self.payments.model_copy(update={
                 "signer_keystore": fix(self.payments.signer_keystore),
                 "signer_password_file": fix(self.payments.signer_password_file)}),
