@@ -15,9 +15,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-# prometheus: promtool check/test rules (make ops-check) and the real Prometheus of tests/e2e/test_observability.py
+# prometheus: promtool check/test rules (make ops-check) and the real Prometheus of tests/e2e/test_observability.py;
+# postgresql: the relay cluster's shared ledger, a throwaway server started by tests/client/cluster and tests/e2e/test_cluster.py
+# nebula, openvpn, v2ray (with wireguard-go): the peers `make bench` runs side by side (bench/peers/, issue 17)
 DEBIAN_PACKAGES := iproute2 iptables nftables iperf3 iputils-ping ethtool wireguard-tools wireguard-go nginx-light openssl tcpdump \
-                   prometheus \
+                   prometheus postgresql bind9-dnsutils \
+                   nebula openvpn v2ray \
                    chromium  # chromium: the dashboard's browser test (tests/e2e/test_dashboard.py, driven by Playwright)
 
 .PHONY: help setup venv npm debs compile test lint ops-venv ops-check coverage test-contracts test-client test-e2e slither gas bench demo anvil chain chain-stop deploy lock clean extension
@@ -107,7 +110,7 @@ slither: venv npm ## static analysis of the contracts
 gas: venv npm compile ## gas table for the README
 	$(APE) test tests/contracts --gas -q
 
-bench: setup compile ## benchmarks: protocol, directory sync, mesh throughput (prints a table)
+bench: setup compile ## benchmarks: protocol, directory sync, the mesh side by side with wireguard-go, Nebula, OpenVPN, v2ray
 	$(PY) -m bench all
 
 demo: ## a local chain, contracts deployed, devices registered, a mesh up, traffic through it (root)

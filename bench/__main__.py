@@ -1,4 +1,6 @@
-"""Dispatcher: ``python -m bench <protocol|directory|mesh|relay|all> [--json PATH] [--quick]``.
+"""Dispatcher: ``python -m bench <protocol|directory|mesh|relay|all> [--json PATH] [--quick] [--readme]``.
+
+``mesh`` is the side-by-side run against every peer (issue 17, bench/mesh.py); ``--json`` keeps every figure.
 
 Benchmark modules are imported lazily, so a missing one (not written yet) is skipped with a message
 instead of breaking the others.
@@ -11,7 +13,7 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ("protocol", "directory", "mesh", "relay")
+BENCHMARKS = ("protocol", "directory", "mesh", "relay", "cluster", "userspace")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("which", choices=BENCHMARKS + ("all",), help="benchmark to run")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier figures)")
+    parser.add_argument("--seconds", type=float, help="mesh: seconds per iperf3 run (overrides --quick)")
+    parser.add_argument("--no-loss", action="store_true", help="mesh: skip the 1 %% loss scenario")
+    parser.add_argument("--readme", action="store_true", help="mesh: rewrite README.md's figures table from this run")
     args = parser.parse_args(argv)
     names = BENCHMARKS if args.which == "all" else (args.which,)
     results: dict[str, dict] = {}

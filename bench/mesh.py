@@ -1,108 +1,296 @@
-"""Mesh benchmark (issue 5 "Benchmark"): the real daemons on the real namespaces, figures side by side.
+"""Side-by-side benchmark (issue 17): ShadowMesh and every peer on the same topology, in the same run.
 
-On the issue-5 topology (``meshlab.standard_mesh``: anvil, relay and A public; B behind NAT 1; C behind
-NAT 2), in ONE run, one TCP stream of iperf3 each:
+Topology: the mesh lab's (``lab.mesh.standard_mesh``: anvil, relay and A public; B behind NAT 1; C behind
+NAT 2). Every path carries B -> A (the relayed one B -> C), one iperf3 TCP stream each:
 
-* ``underlay``      B -> A over the plain veths/bridge/NAT (the kernel's ceiling here);
-* ``wireguard_go``  B -> A through wireguard-go (Debian package) between the same two namespaces;
-* ``wireguard_go_veth``  wireguard-go between two namespaces on one plain veth pair (no NAT: the
-  baseline of notes/netns.md; through the NAT wireguard-go loses packets and is slower, so the ratios
-  use whichever wireguard-go figure is HIGHER, the conservative choice);
-* ``direct``        B -> A through the mesh (B dialled A), default MTU (65,000);
-* ``relayed``       B -> C through the mesh and the relay, default MTU;
-* ``direct_1400``   B -> A with every node restarted at MTU 1,400;
-* ping RTT (5 ms interval, median) through each; ``first_packet_s``: B's node restarted, seconds from
-  spawning ``shadowmesh-client up`` to the first echo reply from A through the tunnel (includes Python
-  start-up, unlocking the Argon2id-sealed key, one directory sync, TUN set-up, dial + handshake).
+* ``underlay``            the plain veths/bridge/NAT (the kernel's ceiling; no tunnel process);
+* ``shadowmesh``          B -> A direct (B dialled A), default MTU 65,000;
+* ``shadowmesh_relayed``  B -> C through the relay, default MTU;
+* ``shadowmesh_1400``     B -> A with every node restarted at MTU 1,400;
+* ``first_packet_s``: B's node restarted, seconds to the first echo reply from A through the tunnel;
+* ``wireguard-go``, ``nebula-1300`` (Nebula's default MTU), ``nebula-8900``, ``openvpn-udp``,
+  ``openvpn-tcp``, ``v2ray-vmess-ws`` (a TCP-STREAM proxy, not a packet tunnel: no ping figure):
+  bench/peers/, all with ChaCha20-Poly1305.
 
-Targets: direct >= 4 x wireguard-go, direct_1400 >= 1.5 x wireguard-go, relayed >= 0.5 x direct,
-first packet <= 1 s. The machine is 2 shared cores: compare ratios within one run; say the load.
-Not measured here (left for later): the relay's 10,000 idle sessions.
+Per path: Gbit/s and retransmits clean; Gbit/s with 1 % random loss at the netdev ingress of A's and B's
+links (offloads off there: bench/measure.py ``loss``); ping RTT p50/p99 (5 ms interval); TCP echo RTT
+p50/p99 (64 bytes, TCP_NODELAY); CPU seconds per GB of the tunnel's processes on both ends (plus the relay
+for the relayed path) from /proc during the clean run. Then the ratios to the best peer and the issue's
+targets, and ``aead_gbps``: the bare XChaCha20-Poly1305 on one core on 64 KiB, in the same run.
+
+The machine is 2 shared cores: compare within one run, prefer CPU per GB and ratios; the load average is
+recorded at the start and the end. ``bench/readme.py`` renders the README table from the JSON.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 import time
+from typing import Any
 
-from bench.baselines import DEFAULT_SECONDS, QUICK_SECONDS, iperf3_tcp, ping_rtt, wireguard_go
+from bench import measure
+from bench.peers import Tunnel, nebula, openvpn, v2ray, wireguard
 
 A_UNDERLAY = "198.18.0.30"
 B_UNDERLAY = "198.19.1.2"
+RELAY_UNDERLAY = "198.18.0.20"
+DEFAULT_SECONDS = 8.0
+"""Seconds per iperf3 run."""
+QUICK_SECONDS = 2.0
+"""Seconds per iperf3 run with --quick."""
+LOSS_PERCENT = 1
+"""Percent of packets dropped at each end's ingress in the loss scenario."""
+
+SHADOWMESH_ROWS = ("shadowmesh", "shadowmesh_1400", "shadowmesh_relayed")
+PEER_ROWS = ("wireguard-go", "nebula-1300", "nebula-8900", "openvpn-udp", "openvpn-tcp", "v2ray-vmess-ws")
+ROWS = ("underlay", *SHADOWMESH_ROWS, *PEER_ROWS)
+LABELS = {
+    "underlay": "underlay (veths + NAT, no tunnel)",
+    "shadowmesh": "ShadowMesh direct, MTU 65,000",
+    "shadowmesh_1400": "ShadowMesh direct, MTU 1,400",
+    "shadowmesh_relayed": "ShadowMesh relayed (B -> relay -> C)",
+    "wireguard-go": "wireguard-go (Debian)",
+    "nebula-1300": "Nebula 1.6.1, MTU 1,300",
+    "nebula-8900": "Nebula 1.6.1, MTU 8,900",
+    "openvpn-udp": "OpenVPN 2.6 UDP",
+    "openvpn-tcp": "OpenVPN 2.6 TCP",
+    "v2ray-vmess-ws": "v2ray 4.34 VMess/WebSocket (TCP proxy)",
+}
 
 
-def _through(topo, src: str, dst: str, ip: str, seconds: float) -> dict:
-    topo.run(src, ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", ip], check=False)
-    return {**iperf3_tcp(topo, src, dst, ip, seconds=seconds), **ping_rtt(topo, src, ip)}
+def aead_limit(seconds: float = 1.0) -> float:
+    """Gbit/s of the bare XChaCha20-Poly1305 seal on 64 KiB on one core (bench/protocol.py's ``aead``)."""
+    from bench.protocol import _throughput
+
+    return round(_throughput(65536, 1, seconds)["aead_gbps"], 2)
+
+
+class _Run:
+    def __init__(self, topo: Any, seconds: float, with_loss: bool) -> None:
+        self.topo = topo
+        self.seconds = seconds
+        self.with_loss = with_loss
+        ends = []
+        for ns in ("a", "b"):   # A's and B's links: both ends of the path every row crosses
+            peer = measure.veth_peer(topo, ns, "eth0", ("public", "nat1"))
+            ends.append((ns, "eth0", peer))
+        self.loss_ends = ends
+
+    def path(self, src: str, dst: str, target: str, pids: list[int], *, packet: bool = True,
+             ports: dict[int, int] | None = None) -> dict:
+        t, ports = self.topo, ports or {}
+        if packet:
+            t.run(src, ["ping", "-n", "-c", "3", "-i", "0.05", "-W", "1", target], check=False)  # warm up
+        out = measure.throughput(t, src, dst, target, pids, seconds=self.seconds,
+                                 client_port=ports.get(measure.IPERF_PORT))
+        if packet:
+            out.update(measure.ping(t, src, target))
+        out.update(measure.tcp_echo(t, src, dst, target, client_port=ports.get(measure.ECHO_PORT)))
+        if self.with_loss:
+            with measure.loss(t, self.loss_ends, LOSS_PERCENT):
+                lossy = measure.iperf3(t, src, dst, target, seconds=self.seconds,
+                                       client_port=ports.get(measure.IPERF_PORT))
+            out["loss_gbit_s"] = lossy["gbit_s"]
+            out["loss_retransmits"] = lossy["retransmits"]
+        return out
+
+    def tunnel(self, tun: Tunnel) -> dict:
+        return {**self.path("b", "a", tun.target, tun.pids, packet=tun.packet, ports=tun.ports), "mtu": tun.mtu}
 
 
 def _first_packet(lab) -> float:
+    """Seconds from spawning B's ``up`` to the first echo reply from A through the tunnel (Python start-up,
+    key unlock, one directory sync, TUN set-up, dial + handshake)."""
     lab.stop(lab.b)
     start = time.monotonic()
     lab.start_node(lab.b)
     while time.monotonic() - start < 30:
-        r = lab.topo.run("b", ["ping", "-n", "-c", "1", "-W", "0.05", lab.a.overlay], check=False)
-        if r.returncode == 0:
+        if lab.topo.run("b", ["ping", "-n", "-c", "1", "-W", "0.05", lab.a.overlay], check=False).returncode == 0:
             return round(time.monotonic() - start, 3)
     raise RuntimeError("no packet through a restarted node within 30 s")
 
 
-def measure(seconds: float) -> dict:
-    from lab.mesh import standard_mesh
-    from lab.netns import veth_pair
+def bench_mesh(workdir: str, progress=print, node_args: tuple[str, ...] = ()):
+    """``lab.mesh.standard_mesh`` with the relay registered by the devices' owner (no payments here: the
+    standard mesh's relay of another owner is refused as a relay since the payments-v2 merge; reported)."""
+    from lab.mesh import A_URL, RELAY_URL, MeshLab
+    from lab.netns import mesh_topology
 
-    out: dict = {"load_average": os.getloadavg()}
-    with veth_pair() as v:
-        with wireguard_go(v, "a", "b", v.hosts["a"].ip, v.hosts["b"].ip) as wg:
-            v.run("a", ["ping", "-n", "-c", "3", "-i", "0.2", wg.ip_b], check=False)
-            out["wireguard_go_veth"] = _through(v, "a", "b", wg.ip_b, seconds)
-    with standard_mesh(tempfile.mkdtemp(prefix="smt-bench-"), progress=lambda m: print("  " + m, flush=True)) as lab:
+    lab = MeshLab(mesh_topology(), workdir)
+    try:
+        t0 = time.monotonic()
+        lab.start_chain()
+        net = lab.create_network("relay")
+        lab.relay = lab.add_device("relay", net, endpoint=RELAY_URL, relay=True)
+        lab.a = lab.add_device("a", net, endpoint=A_URL)
+        lab.b = lab.add_device("b", net)
+        lab.c = lab.add_device("c", net)
+        lab.start_relay(lab.relay)
+        for dev in (lab.a, lab.b, lab.c):
+            lab.start_node(dev, *node_args)
+        lab.wait_for(lambda: all(lab.status(d).get("ready_at") for d in (lab.a, lab.b, lab.c)), 30, "nodes up")
+        progress(f"  mesh up ({time.monotonic() - t0:.1f} s)")
+    except BaseException:
+        lab.topo.teardown()
+        raise
+    return lab
+
+
+def measure_all(seconds: float, *, with_loss: bool = True, progress=print) -> dict:
+    out: dict[str, Any] = {"load_average_start": os.getloadavg(), "seconds": seconds,
+                           "loss_percent": LOSS_PERCENT if with_loss else None, "rows": {}}
+    rows = out["rows"]
+    out["aead_gbps"] = aead_limit()
+    work = tempfile.mkdtemp(prefix="smt-bench-")
+    with bench_mesh(work, progress) as lab:
         t = lab.topo
-        out["underlay"] = _through(t, "b", "a", A_UNDERLAY, seconds)
-        with wireguard_go(t, "a", "b", A_UNDERLAY, B_UNDERLAY) as wg:
-            t.run("b", ["ping", "-n", "-c", "3", "-i", "0.2", wg.ip_a], check=False)  # B behind NAT speaks first
-            out["wireguard_go"] = _through(t, "b", "a", wg.ip_a, seconds)
-        out["direct"] = _through(t, "b", "a", lab.a.overlay, seconds)
-        out["relayed"] = _through(t, "b", "c", lab.c.overlay, seconds)
-        out["first_packet"] = {"first_packet_s": _first_packet(lab)}
+        run = _Run(t, seconds, with_loss)
+        rows["underlay"] = run.path("b", "a", A_UNDERLAY, [])
+        out["relay_rtt_ms_p50"] = measure.ping(t, "b", RELAY_UNDERLAY, count=200)["rtt_ms_p50"]
+        progress("  underlay done")
+        rows["shadowmesh"] = {**run.path("b", "a", lab.a.overlay, [lab.a.proc.pid, lab.b.proc.pid]), "mtu": 65000}
+        rows["shadowmesh_relayed"] = {**run.path("b", "c", lab.c.overlay, [
+            lab.b.proc.pid, lab.c.proc.pid, lab.relay.proc.pid]), "mtu": 65000}
+        out["first_packet_s"] = _first_packet(lab)
+        progress("  shadowmesh done")
+        peers = (("wireguard-go", lambda: wireguard.up(t, "a", "b", A_UNDERLAY, B_UNDERLAY, work)),
+                 ("nebula-1300", lambda: nebula.up(t, "a", "b", A_UNDERLAY, B_UNDERLAY, work, mtu=1300)),
+                 ("nebula-8900", lambda: nebula.up(t, "a", "b", A_UNDERLAY, B_UNDERLAY, work, mtu=8900)),
+                 ("openvpn-udp", lambda: openvpn.up(t, "a", "b", A_UNDERLAY, B_UNDERLAY, work, proto="udp")),
+                 ("openvpn-tcp", lambda: openvpn.up(t, "a", "b", A_UNDERLAY, B_UNDERLAY, work, proto="tcp")),
+                 ("v2ray-vmess-ws", lambda: v2ray.up(t, "a", "b", A_UNDERLAY, B_UNDERLAY, work)))
+        for name, up in peers:
+            try:
+                with up() as tun:
+                    rows[name] = run.tunnel(tun)
+            except Exception as exc:  # a peer that fails is reported, the others still run
+                rows[name] = {"error": str(exc)[:300]}
+            progress(f"  {name} done")
         for dev in (lab.a, lab.b, lab.c):
             lab.stop(dev)
             lab.start_node(dev, "--mtu", "1400")
         lab.wait_for(lambda: all(lab.status(d).get("ready_at") for d in (lab.a, lab.b, lab.c)), 30, "nodes at 1400")
-        out["direct_1400"] = _through(t, "b", "a", lab.a.overlay, seconds)
-    wg_rate = max(out["wireguard_go"]["gbit_s"], out["wireguard_go_veth"]["gbit_s"]) or float("nan")
-    out["ratios"] = {
-        "direct / wireguard_go": round(out["direct"]["gbit_s"] / wg_rate, 2),
-        "direct_1400 / wireguard_go": round(out["direct_1400"]["gbit_s"] / wg_rate, 2),
-        "relayed / direct": round(out["relayed"]["gbit_s"] / (out["direct"]["gbit_s"] or float("nan")), 2),
-        "added RTT direct - wireguard_go (ms)": round(
-            out["direct"]["rtt_ms_median"] - out["wireguard_go"]["rtt_ms_median"], 3),
-        "wireguard_go figure used (Gbit/s)": wg_rate,
-    }
+        rows["shadowmesh_1400"] = {**run.path("b", "a", lab.a.overlay, [lab.a.proc.pid, lab.b.proc.pid]),
+                                   "mtu": 1400}
+    out["load_average_end"] = os.getloadavg()
+    out["ratios"], out["targets"] = ratios(out)
+    return out
+
+
+def _best(rows: dict, key: str, *, low: bool = False) -> tuple[str, float] | None:
+    cands = [(name, rows[name][key]) for name in PEER_ROWS
+             if name in rows and rows[name].get(key) is not None]
+    if not cands:
+        return None
+    return (min if low else max)(cands, key=lambda c: c[1])
+
+
+def ratios(r: dict) -> tuple[dict, dict]:
+    rows = r["rows"]
+    sm = rows.get("shadowmesh", {})
+    best_rate = _best(rows, "gbit_s")
+    best_loss = _best(rows, "loss_gbit_s")
+    best_rtt = _best(rows, "rtt_ms_p50", low=True)
+    best_cpu = _best(rows, "cpu_s_per_gb", low=True)
+    wg = rows.get("wireguard-go", {})
+    out: dict[str, Any] = {"best_peer_gbit_s": best_rate, "best_peer_loss_gbit_s": best_loss,
+                           "best_peer_rtt_ms_p50": best_rtt, "best_peer_cpu_s_per_gb": best_cpu}
+    for name in SHADOWMESH_ROWS:
+        row = rows.get(name)
+        if not row or "error" in row:
+            continue
+        x = out[name] = {}
+        if best_rate:
+            x["gbit_s_x_best_peer"] = round(row["gbit_s"] / best_rate[1], 2)
+        if best_loss and row.get("loss_gbit_s") is not None:
+            x["loss_gbit_s_x_best_peer"] = round(row["loss_gbit_s"] / (best_loss[1] or float("nan")), 2)
+        if best_rtt and row.get("rtt_ms_p50"):
+            x["rtt_p50_x_best_peer"] = round(row["rtt_ms_p50"] / best_rtt[1], 2)
+        if best_cpu and row.get("cpu_s_per_gb"):
+            x["cpu_per_gb_x_best_peer"] = round(row["cpu_s_per_gb"] / best_cpu[1], 2)
+    targets: dict[str, Any] = {}
+    if sm.get("rtt_ms_p50") and wg.get("rtt_ms_p50"):
+        targets["direct RTT p50 <= wireguard-go's"] = [sm["rtt_ms_p50"], wg["rtt_ms_p50"],
+                                                      sm["rtt_ms_p50"] <= wg["rtt_ms_p50"]]
+    if sm.get("rtt_ms_p50") and best_rtt:
+        targets["direct RTT p50 <= 1.5 x best peer's"] = [sm["rtt_ms_p50"], round(1.5 * best_rtt[1], 4),
+                                                          sm["rtt_ms_p50"] <= 1.5 * best_rtt[1]]
+    rel = rows.get("shadowmesh_relayed", {})
+    if rel.get("rtt_ms_p50") and sm.get("rtt_ms_p50") and r.get("relay_rtt_ms_p50"):
+        bound = round(sm["rtt_ms_p50"] + 2 * r["relay_rtt_ms_p50"] + 0.1, 4)
+        targets["relayed RTT p50 <= direct + 2 x RTT to relay + 0.1 ms"] = [rel["rtt_ms_p50"], bound,
+                                                                           rel["rtt_ms_p50"] <= bound]
+    m1400 = rows.get("shadowmesh_1400", {})
+    if m1400.get("gbit_s") and best_rate:
+        targets["MTU 1,400 >= 3 x best peer"] = [m1400["gbit_s"], round(3 * best_rate[1], 3),
+                                                 m1400["gbit_s"] >= 3 * best_rate[1]]
+    if rel.get("gbit_s") and sm.get("gbit_s"):
+        targets["relayed >= 0.8 x direct"] = [rel["gbit_s"], round(0.8 * sm["gbit_s"], 3),
+                                              rel["gbit_s"] >= 0.8 * sm["gbit_s"]]
+    if sm.get("gbit_s") and r.get("aead_gbps"):
+        targets["direct >= 0.5 x AEAD single-core limit"] = [sm["gbit_s"], round(0.5 * r["aead_gbps"], 3),
+                                                             sm["gbit_s"] >= 0.5 * r["aead_gbps"]]
+    return out, targets
+
+
+def _f(v: Any, fmt: str = ".2f") -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def table_rows(r: dict) -> list[list[str]]:
+    """Header plus one row per path: what both the terminal table and the README table show."""
+    rows, best = r["rows"], r["ratios"].get("best_peer_gbit_s")
+    head = ["path", "Gbit/s", "retrans", f"Gbit/s {r.get('loss_percent') or 0} % loss", "ping p50 ms",
+            "ping p99 ms", "TCP echo p50 ms", "CPU s/GB", "× best peer Gbit/s"]
+    out = [head]
+    for name in ROWS:
+        x = rows.get(name)
+        if x is None:
+            continue
+        if "error" in x:
+            out.append([LABELS[name], "failed: " + x["error"][:60]] + [""] * (len(head) - 2))
+            continue
+        out.append([LABELS[name], _f(x["gbit_s"]), str(x["retransmits"]), _f(x.get("loss_gbit_s")),
+                    _f(x.get("rtt_ms_p50"), ".3f"), _f(x.get("rtt_ms_p99"), ".3f"), _f(x.get("echo_ms_p50"), ".3f"),
+                    _f(x.get("cpu_s_per_gb"), ".1f"),
+                    _f(x["gbit_s"] / best[1]) if best and name != "underlay" else "–"])
     return out
 
 
 def format_table(r: dict) -> str:
-    rows = [f"{'path (B -> A / C)':<18} {'Gbit/s':>8} {'retrans':>8} {'RTT med ms':>11}"]
-    for name in ("underlay", "wireguard_go", "wireguard_go_veth", "direct", "relayed", "direct_1400"):
-        x = r[name]
-        rows.append(f"{name:<18} {x['gbit_s']:>8.3f} {x['retransmits']:>8} {x['rtt_ms_median']:>11.3f}")
-    rows.append(f"first packet after `up`: {r['first_packet']['first_packet_s']:.3f} s (target <= 1 s)")
+    cells = table_rows(r)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in cells]
+    lines.append(f"AEAD (XChaCha20-Poly1305, 64 KiB, one core): {r['aead_gbps']} Gbit/s; "
+                 f"RTT B -> relay p50 {r.get('relay_rtt_ms_p50')} ms; first packet after `up` "
+                 f"{r.get('first_packet_s')} s")
     for k, v in r["ratios"].items():
-        rows.append(f"{k}: {v}")
-    rows.append("targets: direct/wg >= 4, direct_1400/wg >= 1.5, relayed/direct >= 0.5; "
-                f"load average during the run: {', '.join(f'{x:.2f}' for x in r['load_average'])}")
-    return "\n".join(rows)
+        lines.append(f"{k}: {v}")
+    for k, (value, bound, ok) in r["targets"].items():
+        lines.append(f"target {k}: {value} vs {bound}: {'met' if ok else 'NOT met'}")
+    la = lambda x: ", ".join(f"{v:.2f}" for v in x)  # noqa: E731
+    lines.append(f"load average: start {la(r['load_average_start'])}; end {la(r['load_average_end'])}")
+    return "\n".join(lines)
 
 
 def run(args) -> dict:
     if os.geteuid() != 0:
         print("mesh benchmark needs root (namespaces, TUN)", file=sys.stderr)
         return {"skipped": "needs root"}
-    r = measure(QUICK_SECONDS if getattr(args, "quick", False) else DEFAULT_SECONDS)
+    seconds = getattr(args, "seconds", None) or (QUICK_SECONDS if getattr(args, "quick", False) else DEFAULT_SECONDS)
+    start = time.monotonic()
+    r = measure_all(seconds, with_loss=not getattr(args, "no_loss", False))
+    r["wall_s"] = round(time.monotonic() - start, 1)
     print(format_table(r), flush=True)
+    if getattr(args, "readme", False):
+        from bench.readme import update_readme
+
+        update_readme(r)
+        print("README.md: figures table rewritten from this run", flush=True)
     return r
 
 
@@ -111,4 +299,8 @@ if __name__ == "__main__":
 
     p = argparse.ArgumentParser(prog="python -m bench.mesh")
     p.add_argument("--quick", action="store_true")
-    run(p.parse_args())
+    p.add_argument("--no-loss", action="store_true")
+    p.add_argument("--seconds", type=float)
+    p.add_argument("--readme", action="store_true")
+    with contextlib.suppress(KeyboardInterrupt):
+        run(p.parse_args())

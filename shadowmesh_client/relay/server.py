@@ -9,9 +9,10 @@ AUTHENTICATED 32-byte Ed25519 key of the device. The routing table is keyed by t
 device sends later can change it. Response frames are sent as LOCAL envelopes, so every message after the
 upgrade is an envelope.
 
-Per link: one reader task (websockets' handler) and, only while frames are queued for that device, one
-writer task. A slow receiver backs up into its bounded core queue (then drops, counted), never into
-unbounded memory; websockets' ``write_limit`` bounds what sits in the socket's user-space buffer.
+Per link: one reader task (websockets' handler) and, only while a device's link has no room for what is
+queued for it, one writer task (otherwise the reader sends at once with ``send_nowait``: ``_kick``).
+A slow receiver backs up into its bounded core queue (then drops, counted), never into unbounded memory;
+websockets' ``write_limit`` bounds what sits in the socket's user-space buffer.
 Restart-safe: the relay keeps no state a device needs; devices simply reconnect.
 
 Tasks: every task this server creates (writers, closers, LOCAL replies) is referenced until done and
@@ -45,6 +46,8 @@ RelayAuthenticate = Callable[..., Awaitable[RelayAuthResult | Challenge | None] 
 # on_local(device_key, frame) -> frames to send back to that device (each wrapped in a LOCAL envelope)
 Replies = Sequence[bytes | bytearray]
 OnLocal = Callable[[bytes, Any], Awaitable[Replies] | Awaitable[Replies | None] | Replies | None]
+Presence = Callable[[bytes, bool], None]
+"""``presence(device_key, attached)``: a device's LOCAL link attached / detached (relay clusters)."""
 
 MAX_LOCAL_IN_FLIGHT = 8  # per link: awaitable on_local replies pending before the reader waits (backpressure)
 RATE_PAUSE_SECONDS = 0.05
@@ -61,8 +64,10 @@ class RelayServer:
 
     def __init__(self, config: ServerConfig, relay_config: RelayConfig | None, authenticate: RelayAuthenticate,
                  *, on_local: OnLocal | None = None, clock: Callable[[], float] = time.monotonic,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, presence: Presence | None = None) -> None:
         self.core = RelayCore(relay_config)
+        # Cluster (relay/cluster/mesh.py): told when a device's local link attaches (True) or detaches.
+        self.presence = presence
         self._authenticate = authenticate
         # ``authenticate(hello, source)`` when the hook takes the initiator's address (relay/guard.py);
         # the transport passes ``source`` to ``_auth`` when it knows it.
@@ -126,7 +131,8 @@ class RelayServer:
         link = self.core.link_of(key)
         if link is None:
             return False
-        self.core.detach(key, link)
+        if self.core.detach(key, link) and self.presence is not None:
+            self.presence(key, False)
         await link.close(CLOSE_REVOKED, "")
         return True
 
@@ -153,6 +159,8 @@ class RelayServer:
         old = self.core.attach(key, link, self._clock())
         if old is not None:
             self._spawn_close(old, CLOSE_REPLACED)
+        if self.presence is not None:
+            self.presence(key, True)
         if self.core.queued_bytes(key):
             self._kick(key)
         try:
@@ -173,7 +181,8 @@ class RelayServer:
         except LinkClosedError:
             pass
         finally:
-            self.core.detach(key, link)
+            if self.core.detach(key, link) and self.presence is not None:
+                self.presence(key, False)
 
     def _local(self, link: Link, key: bytes, frame: memoryview) -> Awaitable[None] | None:
         """Hand a LOCAL frame to ``on_local``. Its replies go back in arrival order, but an awaitable
@@ -230,21 +239,46 @@ class RelayServer:
             if not inflight:
                 del self._repliers[link]
 
-    def _kick(self, destination: bytes) -> None:
-        if destination not in self._writers:
-            self._writers[destination] = asyncio.get_running_loop().create_task(self._write(destination))
+    def kick(self, destination: bytes) -> None:
+        """Make sure a writer drains ``destination``'s queue (after a frame was queued from outside the
+        link readers: a cluster member's FORWARD, relay/cluster/mesh.py)."""
+        self._kick(destination)
 
-    async def _write(self, destination: bytes) -> None:
+    def _kick(self, destination: bytes) -> None:
+        """Send what is queued for ``destination``. Fast path (issue 17): while no writer task runs for it,
+        the queue is drained right here with ``send_nowait`` (no task, no loop iteration per frame: a
+        relayed ping no longer waits for a writer task to be scheduled); only a message that finds the
+        link without room starts the writer task, which sends it first and waits for room (ordering is
+        kept: while that task runs, every later message goes through it)."""
+        if destination in self._writers:
+            return
+        core = self.core
+        link = core.link_of(destination)
+        if link is None:
+            return
+        nowait = link.send_nowait
+        while True:
+            message = core.pop(destination)
+            if message is None:
+                return
+            if not nowait(message):
+                break
+        self._writers[destination] = asyncio.get_running_loop().create_task(self._write(destination, message))
+
+    async def _write(self, destination: bytes, first: bytes | None = None) -> None:
         try:
+            message = first
             while True:
                 link = self.core.link_of(destination)
-                message = self.core.pop(destination)
+                if message is None:
+                    message = self.core.pop(destination)
                 if link is None or message is None:
                     return
                 try:
                     await link.send(message)
                 except LinkClosedError:
                     return  # the reader's detach drops the rest of the queue
+                message = None
         finally:
             self._writers.pop(destination, None)
 
