@@ -41,6 +41,7 @@ ANVIL_KEYS = (
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",  # account 3
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",  # account 4 (a second payer)
 )
 
 
@@ -191,8 +192,46 @@ class MeshLab:
         self.topo.run("anvil", [sys.executable, "-c", code, self.rpc_url, str(self.deployment), ANVIL_KEYS[0], to,
                                 str(amount)], timeout=60)
 
+    def address(self, dev: Device) -> str:
+        """The owner account of ``dev`` (who pays for it, or, for a relay, who is paid)."""
+        return json.loads(self.cli(dev.ns, dev.config, "balance", "--json").stdout)["address"]
+
+    def setup_payments(self, payer: Device, relay: Device, *, reserve: str = "5", price: int = 10**9,
+                       mint: int = 10 * 10**18) -> dict:
+        """Payments v2 with the real CLI: the relay advertises ``price`` (base units/byte), ``payer``'s owner
+        gets ``mint`` SMT and funds a reserve of ``reserve`` SMT that only this relay can claim from. Call
+        before the daemons start: devices accept the price when their session with the relay starts."""
+        relay_address = self.address(relay)
+        payer_address = self.address(payer)
+        self.mint(payer_address, mint)
+        priced = self.cli(relay.ns, relay.config, "set-price", str(price)).stdout.splitlines()[0]
+        funded = self.cli(payer.ns, payer.config, "deposit", "--relay", relay_address, reserve).stdout.splitlines()[0]
+        return {"relay": relay_address, "payer": payer_address, "price": priced, "reserve": funded}
+
     def revoke(self, dev: Device) -> dict:
         return json.loads(self.cli(dev.ns, dev.config, "revoke", "--json").stdout)
+
+    # ---- routing (issue 14) ----------------------------------------------------------------------------
+    @property
+    def records_dir(self) -> Path:
+        """The signed device records folder every device of the lab shares (docs/routing.md: distribution
+        between machines is out of band; in the lab it is one folder)."""
+        return self.workdir / "records"
+
+    def set_routing(self, dev: Device, **fields: object) -> None:
+        """Turn routing on in ``dev``'s config (``routing: {enabled: true, records_dir: <shared>, **fields}``);
+        ``up`` options (``--exit-node``...) still override. Call before the daemon starts."""
+        import yaml
+
+        values = yaml.safe_load(dev.config.read_text()) or {}
+        values["routing"] = {"enabled": True, "records_dir": str(self.records_dir), **fields}
+        dev.config.write_text(yaml.safe_dump(values, sort_keys=False))
+
+    def approve_record(self, dev: Device, owner: int = 0) -> dict:
+        """The network admin (``owner``: the account that created the network) approves ``dev``'s record."""
+        path = self.records_dir / f"{dev.public_key}.json"
+        admin = self.workdir / f"admin{owner}" / "config.yaml"
+        return json.loads(self.cli("anvil", admin, "approve-record", str(path), "--json").stdout)
 
     # ---- daemons --------------------------------------------------------------------------------------
     def _spawn(self, dev: Device, *args: str) -> subprocess.Popen:
@@ -269,9 +308,12 @@ RELAY_URL = "ws://198.18.0.20:7443/api/v1/ws/relay-k3"
 A_URL = "ws://198.18.0.30:7443/api/v1/ws/a-9x"
 
 
-def standard_mesh(workdir: str | os.PathLike, *, node_args: tuple[str, ...] = (), progress=print) -> MeshLab:
+def standard_mesh(workdir: str | os.PathLike, *, node_args: tuple[str, ...] = (), progress=print,
+                  before_start=None) -> MeshLab:
     """The issue-5 mesh, running: chain deployed, network created, relay + A (public, endpoint) + B and C
-    (behind NATs) registered with the real CLI, every daemon up. The caller tears it down (``with``)."""
+    (behind NATs) registered with the real CLI, every daemon up. ``before_start(lab)``: called once every
+    device is registered and before any daemon starts (e.g. ``lab.setup_payments``: a device accepts a
+    relay's price when its session starts). The caller tears it down (``with``)."""
     from lab.netns import mesh_topology
 
     lab = MeshLab(mesh_topology(), workdir)
@@ -286,6 +328,8 @@ def standard_mesh(workdir: str | os.PathLike, *, node_args: tuple[str, ...] = ()
         lab.c = lab.add_device("c", net)
         progress(f"network {net}: relay, a={lab.a.overlay}, b={lab.b.overlay}, c={lab.c.overlay} registered "
                  f"({time.monotonic() - t0:.1f} s)")
+        if before_start is not None:
+            before_start(lab)
         lab.start_relay(lab.relay)
         for dev in (lab.a, lab.b, lab.c):
             lab.start_node(dev, *node_args)

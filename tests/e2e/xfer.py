@@ -16,7 +16,7 @@ BLOCK = 65536
 
 
 def serve(ip: str, port: int) -> None:
-    srv = socket.socket()
+    srv = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)   # IPv6 overlay addresses too
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((ip, port))
     srv.listen(1)
