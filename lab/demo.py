@@ -6,13 +6,17 @@
 3. `shadowmesh-client relay` and three `shadowmesh-client up` daemons, each its own process in its namespace;
 4. traffic: ping and a 3-second iperf3 TCP transfer A<->B (direct: B dials A's published endpoint) and
    B<->C (through the relay: neither can reach the other), with the figures and the path each took;
-5. payments: the devices' owner deposits SMT, the relay's owner sets a price; the devices sign receipts for
-   the bytes the relay carries for them, and at the end the relay runs `shadowmesh-client claim` and
-   prints its SMT balance change;
+5. payments (v2, issue 10): the relay's owner sets a price and the devices' owner funds a reserve that only
+   that relay can claim from, before the daemons start (a device accepts the price when its session with
+   the relay starts); the devices sign receipts at that price for the authenticated bytes the relay carries
+   for them; at the end the payer asks to withdraw its reserve, the relay claims on its own when it sees
+   that (automatic claim), `shadowmesh-client claim` picks up anything left, and the demo prints what the
+   payer's reserve guaranteed the relay and the relay's SMT balance change;
 6. teardown: every daemon stopped by PID (SIGTERM), every namespace deleted; what is left is printed.
 
-Devices a, b and c belong to one owner account and are paid for from that owner's one escrow deposit; the
-relay has an owner of its own (it is paid). Every pause longer than 2 s is announced with what it waits for.
+Devices a, b and c belong to one owner account and are paid for from that owner's one reserve for the relay
+(one credit for the three of them); the relay has an owner of its own (it is paid). Every pause longer than
+2 s is announced with what it waits for.
 For each traffic test the demo prints the bytes the relay counted for each device DURING that test and the
 path both ends chose, so relay billing during the "direct" test is visible (and explained) when it happens.
 Ctrl-C: one line ``interrupted``, exit code 130, everything torn down.
@@ -59,23 +63,24 @@ def _main() -> int:
              "about 30 s) ==")
         _say("  a, b and c belong to one owner (one account, one escrow deposit pays for all three); "
              "the relay has its own owner")
+        pay: dict = {}
+
+        def payments(lab) -> None:
+            _say("  payments: the relay charges 1 SMT per GB (10**9 base units/byte); the devices' owner funds a "
+                 "5 SMT reserve for it (before the daemons start: a device accepts the price at session start)")
+            pay.update(lab.setup_payments(lab.b, lab.relay, reserve="5", price=10**9))
+            _say(f"    {pay['price']}\n    {pay['reserve']}")
+
         try:
-            lab = standard_mesh(workdir, progress=lambda m: _say("  " + m))
+            lab = standard_mesh(workdir, progress=lambda m: _say("  " + m), before_start=payments)
         except LabError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         prefix = lab.topo.prefix
         with lab:
             t = lab.topo
-            _say("\n== payments: the devices' owner deposits 5 SMT (for a, b and c), the relay charges 1 SMT per GB "
-                 "(10**9 base units/byte) ==")
-            payer = json.loads(lab.cli("b", lab.b.config, "balance", "--json").stdout)["address"]
-            lab.mint(payer, 10 * 10**18)
-            _say("  " + lab.cli("b", lab.b.config, "deposit", "5").stdout.splitlines()[0])
-            _say("  " + lab.cli("relay", lab.relay.config, "set-price", str(10**9)).stdout.splitlines()[0])
-            _say("  (waiting up to 15 s for the relay to read its new price: it re-reads the chain every 10 s)")
-            lab.wait_for(lambda: (lab.status(lab.relay).get("payments") or {}).get("price_per_byte"), 15,
-                         "the relay to see its price")
+            _say("\n== what the payer's reserve guarantees the relay (`shadowmesh-client balance`) ==")
+            _say(_reserve_line(lab, pay["relay"]))
             _say("\n== the directory as device A sees it (`shadowmesh-client peers`) ==")
             _say(lab.cli("a", lab.a.config, "peers").stdout.rstrip())
             for name, src, dst in (("A <-> B, direct", lab.b, lab.a), ("B <-> C, through the relay", lab.b, lab.c)):
@@ -101,14 +106,26 @@ def _main() -> int:
             for dev in (lab.a, lab.b, lab.c):
                 u = usage.get(dev.public_key, {})
                 _say(f"  {dev.name}: {u.get('bytes_in', 0):>13,} bytes in, {u.get('bytes_out', 0):>13,} bytes out")
-            _say("\n== the relay claims its reward (`shadowmesh-client claim`) ==")
+            _say("\n== the payer asks to withdraw its reserve; the relay claims on its own when it sees that ==")
             time.sleep(1.5)   # the last receipts (every 16 MB or 10 s) reach the ledger
             before = _wallet(lab)
+            r = json.loads(lab.cli("b", lab.b.config, "withdraw", "--relay", pay["relay"], "--all", "--json").stdout)
+            _say(f"  withdrawal of {r['amount']} SMT requested; it can be made in {r['seconds_left']} s (the notice)")
+            _say("  (waiting up to 20 s for the relay to see ReserveWithdrawalRequested and claim)")
+            claims = lab.wait_for(lambda: (lab.status(lab.relay).get("payments") or {}).get("claims"), 20,
+                                  "the relay's automatic claim")
+            for c in claims:
+                _say(f"  automatic claim ({', '.join(c['reasons'])}): {c['total']} SMT for "
+                     f"{sum(x['bytes'] for x in c['claimed']):,} bytes"
+                     + (f"; skipped by the contract: {[x['status'] for x in c['skipped_on_chain']]}"
+                        if c["skipped_on_chain"] else ""))
+            _say("\n== anything left is claimed by hand (`shadowmesh-client claim`) ==")
             _say(lab.cli("relay", lab.relay.config, "claim").stdout.rstrip())
             after = _wallet(lab)
             from shadowmesh_client.rewards.onchain import format_smt
 
             _say(f"  relay wallet: {format_smt(before)} -> {format_smt(after)} SMT (+{format_smt(after - before)})")
+            _say(_reserve_line(lab, pay["relay"]))
             _say("\n== stopping the daemons (SIGTERM) ==")
             for dev in (lab.a, lab.b, lab.c, lab.relay):
                 _say(f"  {dev.name}: exit code {lab.stop(dev)}")
@@ -116,6 +133,16 @@ def _main() -> int:
         _say(f"\n== finished in {time.monotonic() - started:.0f} s; everything torn down "
              f"(namespaces left: {left or 'none'}) ==")
     return 0
+
+
+def _reserve_line(lab, relay: str) -> str:
+    b = json.loads(lab.cli("b", lab.b.config, "balance", "--json").stdout)
+    for r in b["reserves"]:
+        if r["relay"].lower() == relay.lower():
+            pending = f", {r['pending_withdrawal']} SMT of it requested back" if r["unlock_at"] else ""
+            return (f"  the payer's reserve for the relay holds {r['balance']} SMT{pending}: it guarantees the relay "
+                    f"{r['guaranteed']} SMT (the relay carries the devices only up to that, minus what they owe)")
+    return "  the payer has no reserve for the relay"
 
 
 def _wallet(lab) -> int:

@@ -1,6 +1,6 @@
 """What the two daemons (`up`: node/, `relay`: relay/) share: the first directory sync, the link limits
-both ends of a link must agree on, the status file, logging set-up, signal handling and the Prometheus
-metrics server.
+both ends of a link must agree on, the listen address (from the published endpoint), the one-daemon-per-
+state-directory lock, the status file, logging set-up, signal handling and the Prometheus metrics server.
 
 May import: directory, transport.config, errors, observability, prometheus_client. Imports nothing of node/ or relay/.
 """
@@ -8,15 +8,20 @@ May import: directory, transport.config, errors, observability, prometheus_clien
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import fcntl
 import json
 import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from shadowmesh_client.errors import ChainError
+from shadowmesh_client.errors import ChainError, ConfigError
 from shadowmesh_client.transport.config import LinkLimits
 
 log = logging.getLogger(__name__)
@@ -46,10 +51,92 @@ def node_link_limits() -> LinkLimits:
                       ping_timeout=PING_TIMEOUT, write_limit=LINK_WRITE_LIMIT)
 
 
+# ---- listen address -----------------------------------------------------------------------------------
+def endpoint_port(endpoint: str) -> int:
+    """The TCP port peers dial for ``endpoint`` (ws:// or wss:// URL): its explicit port, else 443 for
+    wss:// and 80 for ws://."""
+    parts = urlsplit(endpoint)
+    return parts.port or (443 if parts.scheme == "wss" else 80)
+
+
+def listen_address(listen: str | None, endpoint: str | None, role: str = "up") -> str | None:
+    """HOST:PORT the daemon's listener binds. ``listen`` (set with --listen or `listen:`) wins; else
+    ``0.0.0.0:<the published endpoint's port>``; None with neither (no listener). When ``listen`` is set and
+    its port is not the endpoint's, logs a WARNING naming both: peers dial the endpoint, so unless a proxy
+    or port forward joins the two they see only `dial failed` (issue 11 trap 1)."""
+    if not endpoint:
+        return listen
+    port = endpoint_port(endpoint)
+    if listen is None:
+        return f"0.0.0.0:{port}"
+    listen_port = int(listen.rpartition(":")[2])
+    if listen_port != port:
+        log.warning("%s listens on %s but peers dial port %d of the published endpoint %s: unless a proxy or "
+                    "port forward sends %d to %d, peers will fail to connect; drop `listen:`/--listen to listen "
+                    "on 0.0.0.0:%d, or publish the right port with `set-endpoint`", role, listen, port,
+                    urlsplit(endpoint)._replace(path="/…").geturl(), port, listen_port, port)
+    return listen
+
+
+# ---- one daemon per state directory --------------------------------------------------------------------
+LOCK_FILE = "daemon.lock"
+"""In the state directory: flock()ed by the running `up` or `relay`, holding "<pid> <role>"."""
+
+
+@contextlib.contextmanager
+def state_lock(state_dir: str | os.PathLike[str], role: str) -> Iterator[Path]:
+    """Hold ``<state_dir>/daemon.lock`` (an exclusive ``flock``) for the ``with`` block, or raise
+    ConfigError naming the daemon that holds it. The kernel drops the lock when the process ends, however
+    it ends, so a crash leaves nothing stale; the file itself stays (removing it would race a starter)."""
+    path = Path(state_dir) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+            who = f"`{holder[1]}` (pid {holder[0]})" if len(holder) >= 2 else "another daemon"
+            raise ConfigError(f"{who} is already running on the state directory {path.parent}: stop it first, "
+                              "or give this daemon its own `state_dir:` (and config)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {role}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)   # releases the flock
+
+
 # ---- first sync ---------------------------------------------------------------------------------------
+_STOP: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("shadowmesh_stop", default=None)
+"""The stop event of ``run_until_signalled``, so that ``first_sync`` (which may wait for the chain for
+ever) gives up on Ctrl-C/SIGTERM: a daemon only looks at its stop event once it has started."""
+
+
+class StartInterrupted(Exception):
+    """SIGINT/SIGTERM arrived while the daemon waited for its first directory sync."""
+
+
 async def first_sync(ds: Any, *, max_delay: float = 8.0) -> None:
     """One successful sync round of ``ds`` (a directory.DirectorySource). With stored state a failure is
-    only a warning (the daemon starts on what it has and keeps retrying); without, retry with backoff."""
+    only a warning (the daemon starts on what it has and keeps retrying); without, retry with backoff.
+    Under ``run_until_signalled`` a signal ends the wait: StartInterrupted (the CLI exits 130)."""
+    stop = _STOP.get()
+    if stop is None:
+        return await _first_sync(ds, max_delay)
+    sync = asyncio.ensure_future(_first_sync(ds, max_delay))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((sync, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:   # both awaited before leaving, whatever happened
+        for task in (sync, stopped):
+            task.cancel()
+        await asyncio.gather(sync, stopped, return_exceptions=True)
+    if sync.done() and not sync.cancelled():
+        return sync.result()
+    raise StartInterrupted("interrupted while waiting for the chain")
+
+
+async def _first_sync(ds: Any, max_delay: float) -> None:
     delay = 0.25
     while True:
         try:
@@ -91,16 +178,21 @@ def setup_logging(level: str, fmt: str = "text", secrets: Iterable[str] = ()) ->
 
 
 def run_until_signalled(daemon_run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """``asyncio.run`` the daemon; SIGINT and SIGTERM set its ``stop`` event (clean shutdown)."""
+    """``asyncio.run`` the daemon; SIGINT and SIGTERM set its ``stop`` event (clean shutdown). A signal
+    during the first directory sync raises KeyboardInterrupt once the daemon has released what it holds."""
 
     async def main() -> None:
         stop = asyncio.Event()
+        _STOP.set(stop)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await daemon_run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except StartInterrupted:
+        raise KeyboardInterrupt from None   # the CLI's "interrupted", exit 130
 
 
 # ---- metrics ------------------------------------------------------------------------------------------

@@ -269,25 +269,27 @@ def check_listen(ctx: Context) -> Check:
     cfg = ctx.config
     if not cfg.endpoint:
         return Check("listen", "ok", "no endpoint published: this device only dials out (no listener)")
-    host, _, port_text = cfg.listen.rpartition(":")
-    port = int(port_text)
     ep = urlsplit(cfg.endpoint)
     ep_port = ep.port or (443 if ep.scheme == "wss" else 80)
+    # what `up` binds (daemon_common.listen_address): `listen:` if set, else 0.0.0.0 and the endpoint's port
+    listen = cfg.listen if "listen" in cfg.model_fields_set else f"0.0.0.0:{ep_port}"
+    host, _, port_text = listen.rpartition(":")
+    port = int(port_text)
     err = port_free(host.strip("[]") or "0.0.0.0", port)
     if err == errno.EADDRINUSE:
-        return Check("listen", "warn", f"{cfg.listen} is in use (a running `up`/`relay`, or another server)",
+        return Check("listen", "warn", f"{listen} is in use (a running `up`/`relay`, or another server)",
                      f"if no ShadowMesh daemon is running, stop what holds it (`ss -ltnp 'sport = :{port}'`) or "
                      "change `listen:`")
     if err == errno.EACCES:
         return Check("listen", "fail", f"port {port} needs root or CAP_NET_BIND_SERVICE",
                      "run as root, or choose a port >= 1024 for `listen:` (behind a proxy on 443)")
     if err:
-        return Check("listen", "fail", f"cannot bind {cfg.listen}: {os.strerror(err)}",
+        return Check("listen", "fail", f"cannot bind {listen}: {os.strerror(err)}",
                      "use 0.0.0.0 or one of this machine's addresses in `listen:`")
     if ep_port != port:
         return Check("listen", "warn", f"`listen:` port {port} differs from the endpoint's port {ep_port}",
                      "fine behind a proxy or port forward from the endpoint to this port; otherwise make them equal")
-    return Check("listen", "ok", f"{cfg.listen} is free and matches the endpoint")
+    return Check("listen", "ok", f"{listen} is free and matches the endpoint")
 
 
 def check_relays(ctx: Context) -> Check:

@@ -158,6 +158,9 @@ _MESSAGES: dict[str, Callable[[list[Any]], str]] = {
     "DeviceRegistryNoFees": lambda a: "there are no fees to withdraw",
     "DeviceRegistryNameTooLong": lambda a: f"the network name is {a[0]} bytes long; at most {a[1]} are allowed",
     "DeviceRegistryIndexOutOfRange": lambda a: f"{a[0]} owns fewer than {a[1] + 1} devices",
+    "DeviceRegistryRegistrationClosed": lambda a: f"network {a[0]} is closed to new registrations (its admin decides)",
+    "DeviceRegistryNotPendingAdmin": lambda a: f"{a[1]} has not been offered the admin role of network {a[0]}",
+    "DeviceRegistryFeeTooHigh": lambda a: f"a fee of {a[0]} wei is too high (it must be below 2**128)",
     # ---- ShadowMeshToken
     "ShadowMeshTokenZeroAmount": lambda a: "the amount must be more than 0 SMT",
     "ShadowMeshTokenZeroAddress": lambda a: "the zero address is not allowed here",
@@ -170,12 +173,33 @@ _MESSAGES: dict[str, Callable[[list[Any]], str]] = {
         f"the escrow of {a[0]} is empty (the relay's price is {a[1]} base units per byte): nothing to pay from"),
     "ShadowMeshTokenInvalidDelay": lambda a: f"a withdrawal delay of {a[0]} s is above the maximum of {a[1]} s",
     "ShadowMeshTokenInvalidSigner": lambda a: (
-        f"{a[0]} may not sign receipts for {a[1]}: the payer must run `authorize-signer {a[0]}`"),
+        f"{a[0]} may not sign receipts for {a[1]} (not bound to this device, or a bad signature): the payer must "
+        f"run `authorize-signer {a[0]} --cap SMT`"),
     "ShadowMeshTokenNoWithdrawalRequested": lambda a: (
-        f"no withdrawal is pending for {a[0]}: run `withdraw --amount X` first"),
+        f"no withdrawal is pending for {a[0]}'s reserve for relay {a[1]}: run `withdraw --relay R --amount X` "
+        "first"),
     "ShadowMeshTokenWithdrawalLocked": lambda a: (
-        f"the withdrawal notice period of {a[0]} has not passed yet (it unlocks at block time {a[1]}, "
-        f"{datetime.fromtimestamp(a[1], UTC).strftime(DATE_FORMAT)})"),
+        f"the notice period of {a[0]}'s reserve for relay {a[1]} has not passed yet (it unlocks at block time "
+        f"{a[2]}, {datetime.fromtimestamp(a[2], UTC).strftime(DATE_FORMAT)})"),
+    # ---- ShadowMeshToken, payments v2 (issue 10)
+    "ShadowMeshTokenInsufficientDeposit": lambda a: (
+        f"the unallocated deposit of {a[0]} holds {smt(a[1])}, less than the {smt(a[2])} needed"),
+    "ShadowMeshTokenInsufficientReserve": lambda a: (
+        f"the reserve of {a[0]} for relay {a[1]} holds {smt(a[2])}, less than the {smt(a[3])} needed"),
+    "ShadowMeshTokenReserveEmpty": lambda a: (
+        f"the reserve of {a[0]} for relay {a[1]} cannot pay a single byte at {a[2]} base units per byte: the "
+        "payer must fund it (`deposit --relay`)"),
+    "ShadowMeshTokenSignerRevoked": lambda a: (
+        f"signer {a[0]} of {a[1]} for device {_h(a[2])} was revoked; its receipts paid until block time {a[3]}"),
+    "ShadowMeshTokenSignerCapReached": lambda a: (
+        f"signer {a[0]} reached its cap for device {_h(a[1])} in this period ({smt(a[2])} left): the rest pays in "
+        "the next period"),
+    "ShadowMeshTokenSignerNotBound": lambda a: f"{a[0]} is not bound to device {_h(a[1])}: nothing to revoke",
+    "ShadowMeshTokenSignerTermsLowered": lambda a: (
+        f"signer {a[0]} for device {_h(a[1])} is live: its cap can only be raised ({smt(a[2])} per {a[3]} s is "
+        "lower or another period); revoke it and wait for the notice first"),
+    "ShadowMeshTokenCapOverflow": lambda a: f"a cap of {smt(a[0])} per period is above the maximum of {smt(2**80 - 1)}",
+    "ShadowMeshTokenInvalidPeriod": lambda a: "the signer's period must be more than 0 seconds",
     "ShadowMeshTokenRelayPriceNotSet": lambda a: (
         f"relay {a[0]} has no price set: run `shadowmesh-client set-price PRICE` first"),
     "ShadowMeshTokenStaleReceipt": lambda a: (

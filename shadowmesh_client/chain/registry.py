@@ -6,6 +6,11 @@ small result the CLI prints (or dumps as JSON). Errors: ChainError / ConfigError
 
 The device key signs the proof of possession (directory/proof.py) locally; the owner account signs the
 transaction. Neither key leaves the process.
+
+Registry v2 (issue 10): registering and renewing pay ``registrationFee() + networkFee(networkId).fee``
+(:func:`fees`); a registration in an Approval network is Pending with no overlay address until the admin
+approves it (the address comes in ``DeviceApproved``); the network's admin sets its fee, closes or re-opens
+registration, withdraws the network's fees and hands the role over in two steps (offer, accept).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class TxResult:
     status: str | None = None
     relay: bool | None = None
     endpoint: str | None = None
+    fee_paid: int | None = None          # wei: protocol fee + network fee
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -63,7 +69,7 @@ def register(chain: Chain, account: Any, identity: Identity, network_id: int, *,
         check_endpoint(endpoint)
     pk = identity.public_key
     proof = identity.sign(proof_message(chain.chain_id, chain.deployment.registry, network_id, account.address, pk))
-    fee = chain.call(chain.registry.functions.registrationFee())
+    fee = sum(fees(chain, network_id))
     fn = chain.registry.functions.registerDevice(network_id, pk, relay, endpoint or "", proof)
     receipt = chain.transact(account, fn, value=fee)
     logs = _events(chain, receipt, "DeviceRegistered")
@@ -72,9 +78,20 @@ def register(chain: Chain, account: Any, identity: Identity, network_id: int, *,
     a = logs[0]["args"]
     return _receipt(
         "register", receipt, device_id="0x" + bytes(a["deviceId"]).hex(), network_id=network_id,
-        overlay_address=str(ipaddress.IPv4Address(a["overlayAddress"])), expires_at=a["expiresAt"],
-        status=STATUS_NAMES.get(a["status"], str(a["status"])),
+        overlay_address=_overlay(a["overlayAddress"]), expires_at=a["expiresAt"],
+        status=STATUS_NAMES.get(a["status"], str(a["status"])), fee_paid=fee,
     )
+
+
+def _overlay(value: int) -> str:
+    return str(ipaddress.IPv4Address(value)) if value else "none yet (pending approval)"
+
+
+def fees(chain: Chain, network_id: int) -> tuple[int, int]:
+    """(protocol registrationFee, the network's fee) in wei: a registration or renewal pays their sum."""
+    protocol = int(chain.call(chain.registry.functions.registrationFee()))
+    network = int(chain.call(chain.registry.functions.networkFee(network_id))[0])
+    return protocol, network
 
 
 def _id(device_id: str) -> bytes:
@@ -94,7 +111,8 @@ def revoke(chain: Chain, account: Any, device_id: str) -> TxResult:
 
 
 def renew(chain: Chain, account: Any, device_id: str) -> TxResult:
-    fee = chain.call(chain.registry.functions.registrationFee())
+    network_id = int(chain.call(chain.registry.functions.devices(_id(device_id)))[1])
+    fee = sum(fees(chain, network_id))
     receipt = chain.transact(account, chain.registry.functions.renewDevice(_id(device_id)), value=fee)
     logs = _events(chain, receipt, "DeviceRenewed")
     return _receipt("renew", receipt, device_id=device_id, expires_at=logs[0]["args"]["expiresAt"] if logs else None)
@@ -120,7 +138,33 @@ def set_endpoint(chain: Chain, account: Any, device_id: str, endpoint: str | Non
 
 def approve(chain: Chain, account: Any, device_id: str) -> TxResult:
     receipt = chain.transact(account, chain.registry.functions.approveDevice(_id(device_id)))
-    return _receipt("approve", receipt, device_id=device_id, status="active")
+    logs = _events(chain, receipt, "DeviceApproved")
+    overlay = _overlay(logs[0]["args"]["overlayAddress"]) if logs else None
+    return _receipt("approve", receipt, device_id=device_id, status="active", overlay_address=overlay)
+
+
+def set_network_fee(chain: Chain, account: Any, network_id: int, fee_wei: int) -> TxResult:
+    """The network's own registration fee (anti-Sybil), on top of the protocol fee (network admin)."""
+    receipt = chain.transact(account, chain.registry.functions.setNetworkFee(network_id, fee_wei))
+    return _receipt("network-fee", receipt, network_id=network_id, fee_paid=fee_wei)
+
+
+def set_network_registration(chain: Chain, account: Any, network_id: int, open_: bool) -> TxResult:
+    """Close (or re-open) registration in the network; renewals and approvals go on (network admin)."""
+    receipt = chain.transact(account, chain.registry.functions.setNetworkRegistration(network_id, open_))
+    return _receipt("network-open" if open_ else "network-close", receipt, network_id=network_id)
+
+
+def offer_network_admin(chain: Chain, account: Any, network_id: int, new_admin: str) -> TxResult:
+    """Step 1 of handing the admin role over: an offer the new admin must accept (zero address withdraws it)."""
+    receipt = chain.transact(account, chain.registry.functions.transferNetworkAdmin(network_id, new_admin))
+    return _receipt("network-admin-offer", receipt, network_id=network_id)
+
+
+def accept_network_admin(chain: Chain, account: Any, network_id: int) -> TxResult:
+    """Step 2: the offered account takes the admin role (a mistyped address never can, so nothing is lost)."""
+    receipt = chain.transact(account, chain.registry.functions.acceptNetworkAdmin(network_id))
+    return _receipt("network-admin-accept", receipt, network_id=network_id)
 
 
 def suspend(chain: Chain, account: Any, device_id: str) -> TxResult:
@@ -166,7 +210,7 @@ def device_status(chain: Chain, network_id: int, owner: str, public_key: bytes) 
         if status == 2 and expires_at <= chain_time:
             out["status"] = "expired"
         out.update(
-            overlay_address=str(ipaddress.IPv4Address(rec[2])), registered_at=int(rec[4]), expires_at=expires_at,
+            overlay_address=_overlay(int(rec[2])), registered_at=int(rec[4]), expires_at=expires_at,
             chain_time=chain_time, relay=bool(rec[7]),
             valid_now=bool(chain.call(chain.registry.functions.verifyDevice(did))),
         )

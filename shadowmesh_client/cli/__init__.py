@@ -7,7 +7,8 @@ JSON on stdout too (``common.ErrorsAsMessages``).
 * ``network``: network create/approve/suspend, account new/import (network admins, owner accounts);
 * ``mesh``: up, relay (the daemons);
 * ``payments``: deposit, withdraw, balance, claim, earnings, set-price, authorize-signer;
-* ``dev``: dev faucet (local chains only: ETH and test SMT for a new owner).
+* ``dev``: dev faucet (local chains only: ETH and test SMT for a new owner);
+* ``nc``: nc NAME PORT (stdin/stdout to a peer's port through the node's SOCKS5 proxy).
 
 This module only builds the root group from them; no command module imports another (no cycles).
 May import: every shadowmesh_client package (the CLI is the top of the dependency graph).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import click
 
-from shadowmesh_client.cli import dev, device, doctor, mesh, network, payments
+from shadowmesh_client.cli import dev, device, doctor, mesh, nc, network, payments
 from shadowmesh_client.cli.common import TIMEOUT_ENV, ErrorsAsMessages, State
 
 
@@ -40,7 +41,7 @@ def main(ctx: click.Context, config_path, passphrase_file, owner_password_file, 
     ctx.obj = State(config_path, passphrase_file, owner_password_file, timeout)
 
 
-for _module in (device, network, mesh, payments, dev, doctor):
+for _module in (device, network, mesh, payments, dev, doctor, nc):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

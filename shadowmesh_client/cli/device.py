@@ -163,13 +163,34 @@ def set_endpoint(state: State, endpoint, network_id, device_id, relay, as_json):
 @json_option
 @click.pass_obj
 def status(state: State, network_id, as_json):
-    """Show this device's registration on chain."""
+    """Show this device's registration on chain, and what relays said when they stopped carrying it (from the
+    running `up` daemon's status file, <state_dir>/node-status.json)."""
     nid = _network(state, network_id)
     data = devices.device_status(state.chain(), nid, state.owner_address(), state.keystore().public_key())
     human = dict(data)
     if data["status"] == "expired":
         human["status"] = "expired (renew it with `shadowmesh-client renew`)"
+    elif data["status"] == "pending approval":
+        human["overlay_address"] = "none yet (given at the network admin's approval)"
+    notices = _relay_notices(Path(state.config.state_dir) / "node-status.json")
+    if notices:
+        data["relay_notices"] = notices
+        for relay, n in notices.items():
+            human[f"relay {relay[:16]}.."] = (f"{'carrying' if n['carrying'] else 'STOPPED: ' + n['reason']}"
+                                             + ("" if n["carrying"] else f" (what to do: {n['what_to_do']})"))
     emit(as_json, data, dict_lines(human))
+
+
+def _relay_notices(path: Path) -> dict:
+    """Relay key -> its latest RELAY_NOTICE, from the node's status file (empty if none or unreadable)."""
+    import json
+
+    try:
+        st = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    relays = ((st.get("payments") or {}).get("relays") or {}) if isinstance(st, dict) else {}
+    return {k: v["notice"] for k, v in relays.items() if isinstance(v, dict) and v.get("notice")}
 
 
 # ---------------------------------------------------------------- the directory
@@ -203,7 +224,7 @@ def peers(state: State, network_id, show_all, no_sync, as_json):
         _check_registry(state, cfg.rpc_url, chain_id, registry, nid)
     deadline = None if no_sync else state.deadline
     syncer = open_syncer(cfg.rpc_url, chain_id, registry, nid, cfg.state_dir, deploy_block=start,
-                         confirmations=cfg.confirmations, retries=2,
+                         confirmations=cfg.confirmations, retries=2, extra_rpc_urls=cfg.rpc_urls,
                          timeout=deadline.seconds + 5 if deadline else 30.0)
     if deadline is not None:
         syncer.reader.rpc.watch = deadline.watch
@@ -220,6 +241,7 @@ def peers(state: State, network_id, show_all, no_sync, as_json):
         st = syncer.status(now)
         d = syncer.directory
         rows = d.all_devices() if show_all else d.peers(now)
+        names = _names(cfg, d, now)   # issue 14: device names from the signed records
     finally:
         syncer.close()
     if warning:
@@ -229,18 +251,69 @@ def peers(state: State, network_id, show_all, no_sync, as_json):
         "network_id": nid, "synced_block": st.synced_block, "stale_seconds": st.stale_seconds, "error": st.error,
         "peers": [{
             "overlay_address": str(p.overlay_address), "public_key": p.public_key.hex(),
-            "device_id": "0x" + p.device_id.hex(),
+            "name": names.get(p.public_key), "device_id": "0x" + p.device_id.hex(),
             "owner": p.owner, "endpoint": p.endpoint, "relay": p.relay, "expires_at": p.expires_at,
             "status": _peer_status(p, now), "trusted": d.is_trusted(p.public_key, now),
         } for p in rows],
     }
-    lines = [f"{'OVERLAY':<16} {'PUBLIC KEY':<18} {'OWNER':<14} {'STATUS':<10} {'RELAY':<5} {'EXPIRES':<23} ENDPOINT"]
+    lines = [f"{'OVERLAY':<16} {'NAME':<20} {'PUBLIC KEY':<18} {'OWNER':<14} {'STATUS':<10} {'RELAY':<5} "
+             f"{'EXPIRES':<23} ENDPOINT"]
     for p in data["peers"]:
-        lines.append(f"{p['overlay_address']:<16} {p['public_key'][:16] + '..':<18} {p['owner'][:12] + '..':<14} "
+        lines.append(f"{p['overlay_address']:<16} {p['name'] or '-':<20} {p['public_key'][:16] + '..':<18} "
+                     f"{p['owner'][:12] + '..':<14} "
                      f"{p['status']:<10} {'yes' if p['relay'] else 'no':<5} {when(p['expires_at']):<23} "
                      f"{p['endpoint'] or '-'}")
     lines.append(f"{len(rows)} peer(s) in network {nid}, synced to block {st.synced_block}")
     emit(as_json, data, "\n".join(lines))
+
+
+def _records_dir(cfg) -> Path:
+    return Path(cfg.routing.records_dir) if cfg.routing.records_dir else Path(cfg.state_dir) / "records"
+
+
+def _names(cfg, d, now: float) -> dict[bytes, str]:
+    """{public key: NAME.NETWORK.SUFFIX} of the trusted devices (routing/names.py, records from the folder)."""
+    from shadowmesh_client.directory.events import JoinPolicy
+    from shadowmesh_client.routing.names import NameTable, network_label
+    from shadowmesh_client.routing.records import RecordSet, load_folder
+
+    rs = RecordSet(d.chain_id, "0x" + d.registry.hex(), d.network_id)
+    rs.replace_all(load_folder(_records_dir(cfg)))
+    info = d.network
+    admin = "0x" + info.admin.hex() if info else None
+    approval = info is not None and info.policy == int(JoinPolicy.APPROVAL)
+    devices = []
+    for p in d.peers(now):
+        if p.relay:
+            continue
+        acc = rs.accepted(p.public_key, admin, approval)
+        devices.append((p.public_key, p.registered_at, p.overlay_address, None, acc.name if acc else None))
+    table = NameTable.build(f"{network_label(info.name if info else '', d.network_id)}.{cfg.routing.dns_suffix}",
+                            devices)
+    return {k: f"{e.name}.{table.zone}" for k, e in table.by_key.items()}
+
+
+@click.command("approve-record")
+@click.argument("record", type=click.Path(exists=True, dir_okay=False))
+@json_option
+@click.pass_obj
+def approve_record(state: State, record, as_json):
+    """Approve a device's signed record (its subnet routes; its exit in approval networks) with the owner key
+    of the network admin (`owner_keystore`). The file is rewritten in place with the approval; nodes read
+    it from their records folder (docs/routing.md)."""
+    from shadowmesh_client.routing.records import SignedRecord, save
+
+    signed = SignedRecord.from_json(Path(record).read_bytes())
+    if not signed.device_signature_ok():
+        raise ConfigError(f"{record}: the device signature does not verify: refusing to approve it")
+    account = state.owner_account()
+    approved = signed.approve(account.key)
+    path = save(Path(record).parent, approved)
+    r = signed.record
+    emit(as_json, {"record": str(path), "approver": account.address, "name": r.name, "exit": r.exit,
+                   "routes": list(r.routes)},
+         f"approved {path}: name {r.name or '-'}, exit {'yes' if r.exit else 'no'}, "
+         f"routes {', '.join(r.routes) or 'none'} (by {account.address})")
 
 
 def _peer_status(p, now: float) -> str:
@@ -275,4 +348,4 @@ def _check_registry(state: State, rpc_url: str, chain_id: int, registry: str, ni
                           "check `network_id`, or create one with `shadowmesh-client network create NAME`")
 
 
-COMMANDS = (init, register, revoke, renew, set_endpoint, status, peers)
+COMMANDS = (init, register, revoke, renew, set_endpoint, status, peers, approve_record)

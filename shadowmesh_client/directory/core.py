@@ -194,6 +194,9 @@ class Directory:
             heapq.heappush(self._expiry, (d.expires_at, d.device_id))
         elif isinstance(e, ev.DeviceApproved):
             d.status = _ACTIVE
+            if e.overlay_address and not d.overlay:   # registry v2: a Pending device's address comes now
+                d.overlay = e.overlay_address
+                self._by_overlay[d.overlay] = d.device_id
         elif isinstance(e, ev.DeviceSuspended):
             d.status = DeviceStatus.SUSPENDED
         elif isinstance(e, ev.DeviceEndpointUpdated):
@@ -218,7 +221,8 @@ class Directory:
                     e.endpoint, e.pos)
         self._devices[e.device_id] = d
         self._by_key.setdefault(e.public_key, []).append(e.device_id)
-        self._by_overlay[e.overlay_address] = e.device_id
+        if e.overlay_address:   # 0: Pending in an Approval network, no address until approved
+            self._by_overlay[e.overlay_address] = e.device_id
         heapq.heappush(self._expiry, (d.expires_at, d.device_id))
 
     def _diff(self, device_id: bytes, before: _View | bool, now: float, out: list[Change]) -> None:

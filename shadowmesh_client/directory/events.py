@@ -8,6 +8,8 @@ cold sync of up to 100,000 registrations: ~5 us per log here against ~40 us thro
 ``decode_log(log)`` takes the JSON-RPC dict of one log (hex strings) and returns one of the event
 classes, or None for registry events the directory does not use (fees, treasury). A malformed log
 raises :class:`MalformedLog` (the reader logs it and skips it; it cannot come from the real contract).
+Registry v2 layouts (issue 10): every network event has the network id as topic 1; ``DeviceApproved``
+carries the overlay address an Approval network's device gets at its first approval.
 
 Every event carries its chain position ``pos = (block_number, log_index)`` and ``block_hash``.
 """
@@ -47,15 +49,27 @@ class JoinPolicy(IntEnum):
 SIGNATURES = {
     "NetworkCreated": "NetworkCreated(uint64,address,uint8,uint32,string)",
     "NetworkAdminTransferred": "NetworkAdminTransferred(uint64,address,address)",
-    "DeviceRegistered": "DeviceRegistered(bytes32,address,uint64,bytes32,uint32,uint64,uint8,bool,string,bytes)",
-    "DeviceRevoked": "DeviceRevoked(bytes32,uint64,address)",
-    "DeviceRenewed": "DeviceRenewed(bytes32,uint64,uint64)",
-    "DeviceApproved": "DeviceApproved(bytes32,uint64,address)",
-    "DeviceSuspended": "DeviceSuspended(bytes32,uint64,address)",
-    "DeviceEndpointUpdated": "DeviceEndpointUpdated(bytes32,uint64,string,bool)",
+    "DeviceRegistered": "DeviceRegistered(uint64,bytes32,address,bytes32,uint32,uint64,uint8,bool,string,bytes)",
+    "DeviceRevoked": "DeviceRevoked(uint64,bytes32,address)",
+    "DeviceRenewed": "DeviceRenewed(uint64,bytes32,uint64)",
+    "DeviceApproved": "DeviceApproved(uint64,bytes32,address,uint32)",
+    "DeviceSuspended": "DeviceSuspended(uint64,bytes32,address)",
+    "DeviceEndpointUpdated": "DeviceEndpointUpdated(uint64,bytes32,string,bool)",
 }
+"""Registry v2 (issue 10): the network id is topic 1 of every network event, so ``network_filter`` selects
+one network's history with one ``eth_getLogs`` filter."""
 TOPICS = {name: "0x" + keccak(text=sig).hex() for name, sig in SIGNATURES.items()}
 """event name -> topic0 as a 0x-prefixed lower-case hex string (what eth_getLogs returns)."""
+
+
+def network_topic(network_id: int) -> str:
+    """uint256(network_id) as a topic (32 bytes, 0x hex)."""
+    return "0x" + network_id.to_bytes(32, "big").hex()
+
+
+def network_filter(network_id: int) -> list[Any]:
+    """The ``topics`` of an eth_getLogs filter for one network: the directory's events, network id at topic 1."""
+    return [sorted(TOPICS.values()), network_topic(network_id)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +135,7 @@ class DeviceApproved(Event):
     device_id: bytes
     network_id: int
     by: bytes
+    overlay_address: int = 0  # registry v2: the address given at the first approval (0: the device had one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +242,7 @@ def decode_log(log: dict[str, Any]) -> Event | None:
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedLog(f"log is missing its position fields: {exc}") from exc
     if name == "DeviceRegistered":
-        _, dev, owner, net = _topics(log, 4)
+        _, net, dev, owner = _topics(log, 4)
         w = _words(data, 7)
         return DeviceRegistered(
             *base,
@@ -242,16 +257,21 @@ def decode_log(log: dict[str, Any]) -> Event | None:
             endpoint=_text(_dyn(data, 5)),
             proof=_dyn(data, 6),
         )
-    if name in ("DeviceRevoked", "DeviceApproved", "DeviceSuspended"):
-        _, dev, net, by = _topics(log, 4)
-        cls = {"DeviceRevoked": DeviceRevoked, "DeviceApproved": DeviceApproved, "DeviceSuspended": DeviceSuspended}
-        return cls[name](*base, device_id=dev, network_id=_uint(net, 64), by=_addr(by))
+    if name == "DeviceApproved":
+        _, net, dev, by = _topics(log, 4)
+        (w0,) = _words(data, 1)
+        return DeviceApproved(*base, device_id=dev, network_id=_uint(net, 64), by=_addr(by),
+                              overlay_address=_uint(w0, 32))
+    if name in ("DeviceRevoked", "DeviceSuspended"):
+        _, net, dev, by = _topics(log, 4)
+        cls = DeviceRevoked if name == "DeviceRevoked" else DeviceSuspended
+        return cls(*base, device_id=dev, network_id=_uint(net, 64), by=_addr(by))
     if name == "DeviceRenewed":
-        _, dev, net = _topics(log, 3)
+        _, net, dev = _topics(log, 3)
         (w0,) = _words(data, 1)
         return DeviceRenewed(*base, device_id=dev, network_id=_uint(net, 64), expires_at=_uint(w0, 64))
     if name == "DeviceEndpointUpdated":
-        _, dev, net = _topics(log, 3)
+        _, net, dev = _topics(log, 3)
         w = _words(data, 2)
         return DeviceEndpointUpdated(
             *base, device_id=dev, network_id=_uint(net, 64), endpoint=_text(_dyn(data, 0)), relay=_bool(w[1])

@@ -10,6 +10,16 @@ returning more than ``target_logs`` logs the range shrinks proportionally, and a
 than a quarter of that it doubles (up to ``max_range``). Connection failures and 5xx answers are retried
 with exponential backoff (``backoff`` doubling up to ``max_backoff`` seconds, ``retries`` times) and then
 raise :class:`RpcUnavailable`, which the syncer turns into "serving stale state".
+
+One network per filter (registry v2, issue 10): with ``topics`` (``events.network_filter(network_id)``) a
+request returns only that network's events (network id at topic 1), so a client no longer downloads every
+network's logs.
+
+Several endpoints (issue 10 "Trust in one RPC"): :class:`AgreeingReader` reads every range from each of
+its readers and accepts it only where they all return the same logs (and the same block hashes); otherwise
+it raises :class:`RpcDisagreement` naming the endpoint(s) that disagreed (those outside the majority; with
+no majority, those that differ from the first endpoint), and the syncer keeps its last state. The head it
+follows is the lowest of their heads, so a lagging endpoint is not taken for a liar.
 """
 
 from __future__ import annotations
@@ -41,6 +51,16 @@ class RpcError(ChainError):
 
 class RpcUnavailable(ChainError, ConnectionError):
     """The RPC endpoint could not be reached (after retries)."""
+
+
+class RpcDisagreement(ChainError):
+    """Two or more RPC endpoints returned different chain data; ``disagreeing`` names the suspect URL(s)."""
+
+    def __init__(self, what: str, disagreeing: list[str], answers: dict[str, str]) -> None:
+        detail = "; ".join(f"{url}: {a}" for url, a in answers.items())
+        super().__init__(f"RPC endpoints disagree on {what} ({detail}): not accepted; the endpoint that disagreed: "
+                         f"{', '.join(disagreeing)} (check it, or drop it from rpc_url/rpc_urls)")
+        self.disagreeing = disagreeing
 
 
 class JsonRpc:
@@ -108,9 +128,11 @@ class LogReader:
         backoff: float = 0.25,
         max_backoff: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
+        topics: list | None = None,
     ) -> None:
         self.rpc = rpc
         self.registry = registry.lower()
+        self.topics = topics   # eth_getLogs topic filter (events.network_filter), None: every registry log
         self.range = initial_range
         self.max_range = max_range
         self.target_logs = target_logs
@@ -147,9 +169,10 @@ class LogReader:
         return bytes.fromhex(block["hash"][2:]) if block else None
 
     def get_logs(self, from_block: int, to_block: int) -> list[dict]:
-        return self._call(
-            "eth_getLogs", [{"address": self.registry, "fromBlock": hex(from_block), "toBlock": hex(to_block)}]
-        )
+        params: dict[str, Any] = {"address": self.registry, "fromBlock": hex(from_block), "toBlock": hex(to_block)}
+        if self.topics is not None:
+            params["topics"] = self.topics
+        return self._call("eth_getLogs", [params])
 
     def ranges(self, from_block: int, to_block: int) -> Iterator[tuple[int, list[dict]]]:
         """Yield ``(range_end, logs)`` covering [from_block, to_block] in order, sizing ranges adaptively."""
@@ -174,3 +197,73 @@ class LogReader:
                 self.range = min(self.max_range, self.range * 2)
             yield end, logs
             start = end + 1
+
+
+def _canonical(logs: list[dict]) -> list[tuple]:
+    return sorted((str(x.get("blockNumber")).lower(), str(x.get("logIndex")).lower(), str(x.get("blockHash")).lower(),
+                   tuple(str(t).lower() for t in x.get("topics") or []), str(x.get("data")).lower(),
+                   str(x.get("address")).lower()) for x in logs)
+
+
+def _suspects(answers: dict[str, Any]) -> list[str]:
+    """The URLs outside the largest group of equal answers; with no strict majority, those that differ from
+    the first URL's answer."""
+    groups: dict[Any, list[str]] = {}
+    for url, a in answers.items():
+        groups.setdefault(a, []).append(url)
+    ranked = sorted(groups.values(), key=len, reverse=True)
+    if len(ranked) > 1 and len(ranked[0]) > len(ranked[1]):
+        return [u for g in ranked[1:] for u in g]
+    first = next(iter(answers.values()))
+    return [u for u, a in answers.items() if a != first]
+
+
+class AgreeingReader:
+    """A LogReader over several endpoints that accepts only what they all agree on (module docstring). The
+    first reader sizes the ranges; ``rpc`` is its JsonRpc (the CLI's watch hooks onto it)."""
+
+    def __init__(self, readers: list[LogReader]) -> None:
+        if not readers:
+            raise ValueError("AgreeingReader needs at least one LogReader")
+        self.readers = readers
+        self.rpc = readers[0].rpc
+        self.disagreements = 0
+
+    @property
+    def urls(self) -> list[str]:
+        return [r.rpc.url for r in self.readers]
+
+    def _agree(self, what: str, answers: dict[str, Any], shown: Callable[[Any], str]) -> Any:
+        values = list(answers.values())
+        if all(v == values[0] for v in values[1:]):
+            return values[0]
+        self.disagreements += 1
+        raise RpcDisagreement(what, _suspects(answers), {u: shown(a) for u, a in answers.items()})
+
+    def chain_id(self) -> int:
+        return self._agree("the chain id", {r.rpc.url: r.chain_id() for r in self.readers}, str)
+
+    def head(self) -> int:
+        return min(r.head() for r in self.readers)
+
+    def block_hash(self, number: int) -> bytes | None:
+        return self._agree(f"the hash of block {number}", {r.rpc.url: r.block_hash(number) for r in self.readers},
+                           lambda h: "none" if h is None else "0x" + h.hex()[:16] + "..")
+
+    def ranges(self, from_block: int, to_block: int) -> Iterator[tuple[int, list[dict]]]:
+        first, others = self.readers[0], self.readers[1:]
+        start = from_block
+        for end, logs in first.ranges(from_block, to_block):
+            answers = {first.rpc.url: tuple(_canonical(logs))}
+            for r in others:
+                theirs: list[dict] = []
+                for _end, part in r.ranges(start, end):
+                    theirs += part
+                answers[r.rpc.url] = tuple(_canonical(theirs))
+            self._agree(f"the registry's logs of blocks {start}-{end}", answers, lambda a: f"{len(a)} log(s)")
+            yield end, logs
+            start = end + 1
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()

@@ -2,7 +2,10 @@
 
 docs/directory.md "Sync". One round (``Syncer.sync_once``):
 
-1. ``head`` = latest block; the directory follows ``target = head - confirmations``.
+1. ``head`` = latest block; the directory follows ``target = head - confirmations`` (default 0 on a local
+   chain, ``config.PUBLIC_CONFIRMATIONS`` elsewhere). With several RPC endpoints (``AgreeingReader``) the head
+   is the lowest of theirs and a range whose logs or end-block hash differ between them is refused
+   (``RpcDisagreement``, naming the endpoint; the directory keeps its last state).
 2. Reorg check: the hash of the last synced block is compared with the chain's. If it differs (or the
    block is gone, e.g. after ``evm_revert``), the fork point is the newest stored block hash (up to
    ``store.KEEP_BLOCK_HASHES``) that still matches; the store forgets everything after it and the
@@ -49,9 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from shadowmesh_client.config import confirmations_for
 from shadowmesh_client.directory import events as ev
 from shadowmesh_client.directory.core import Change, Directory
-from shadowmesh_client.directory.reader import JsonRpc, LogReader
+from shadowmesh_client.directory.reader import AgreeingReader, JsonRpc, LogReader
 from shadowmesh_client.directory.store import DirectoryStore
 from shadowmesh_client.errors import ChainError
 
@@ -88,7 +92,7 @@ class Syncer:
         self,
         directory: Directory,
         store: DirectoryStore,
-        reader: LogReader,
+        reader: LogReader | AgreeingReader,
         *,
         start_block: int = 0,
         confirmations: int = 0,
@@ -319,19 +323,27 @@ def open_syncer(
     state_dir: str | os.PathLike,
     *,
     deploy_block: int = 0,
-    confirmations: int = 0,
+    confirmations: int | None = None,
     timeout: float = 30.0,
+    extra_rpc_urls: list[str] | tuple[str, ...] = (),
     **reader_options: Any,
 ) -> Syncer:
     """A Syncer for one network, its SQLite file at ``state_dir/directory-<chain>-<registry>-<network>.sqlite``.
 
-    Loads the stored state at once (no network I/O): queries answer from it before the first round.
+    Reads only this network's events (one eth_getLogs filter: ``events.network_filter``). ``confirmations``
+    None: ``config.confirmations_for(chain_id)`` (0 on a local chain, more on a public one). With
+    ``extra_rpc_urls`` every range is read from each endpoint and accepted only where all agree
+    (``reader.AgreeingReader``). Loads the stored state at once (no network I/O): queries answer from it
+    before the first round.
     """
     path = Path(state_dir) / f"directory-{chain_id}-{registry.lower()[:10]}-{network_id}.sqlite"
     store = DirectoryStore(path, chain_id, registry, network_id)
-    reader = LogReader(JsonRpc(rpc_url, timeout=timeout), registry, **reader_options)
+    topics = ev.network_filter(network_id)
+    readers = [LogReader(JsonRpc(url, timeout=timeout), registry, topics=topics, **reader_options)
+               for url in dict.fromkeys([rpc_url, *extra_rpc_urls])]
+    reader: Any = readers[0] if len(readers) == 1 else AgreeingReader(readers)
     return Syncer(Directory(chain_id, registry, network_id), store, reader, start_block=deploy_block,
-                  confirmations=confirmations)
+                  confirmations=confirmations_for(chain_id, confirmations))
 
 
 class DirectorySource(Protocol):

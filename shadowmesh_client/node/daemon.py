@@ -20,7 +20,8 @@ is cancelled and awaited; only then are the TUN device (and so the interface) an
 closed. A task that fails (TUN deleted under us, a bug) aborts the group: every other task is cancelled
 and awaited, the same resources are released, and ``run`` raises that task's error.
 
-May import: directory, protocol, transport, tun, daemon_common, observability, node.*. Not task-safe beyond its loop.
+May import: directory, protocol, transport, tun, userspace, daemon_common, observability, node.*.
+Not task-safe beyond its loop.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from shadowmesh_client.daemon_common import first_sync, start_metrics_server, write_status_file
+from shadowmesh_client.daemon_common import first_sync, listen_address, start_metrics_server, write_status_file
 from shadowmesh_client.directory import DirectorySource
 from shadowmesh_client.directory.trust import TrustPolicy
 from shadowmesh_client.errors import ConfigError
@@ -52,11 +53,12 @@ from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
 from shadowmesh_client.relay.floors import open_floors
 from shadowmesh_client.transport import Server, ServerConfig, Transport
 from shadowmesh_client.transport.config import site_mtime_for
-from shadowmesh_client.tun import TunDevice, configure_async, open_tun
+from shadowmesh_client.tun import TunDevice, open_tun  # configure_async: lazily (pyroute2; not in userspace mode)
+from shadowmesh_client.userspace.service import Userspace
 
 if TYPE_CHECKING:
     from shadowmesh_client.api.server import ApiServer
-    from shadowmesh_client.node.payments import NodePayments
+    from shadowmesh_client.node.payments import NodePayments, RelayNotices
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +89,18 @@ class Node:
         self.reconciler: Reconciler | None = None
         self.timers: SessionTimers | None = None
         self.pump: Pump | None = None
+        self.routing = None                # routing.node.NodeRouting while running (settings.routing)
+        self.streams: Userspace | None = None   # the stream layer (issue 18), while running
         self.server: Server | None = None
         self.tun: TunDevice | None = None
         self.overlay: str | None = None
         self.started_at = time.time()
         self.ready_at: float | None = None
         self.listen_port: int | None = None
+        self.listen_address: str | None = None   # HOST:PORT bound (daemon_common.listen_address)
         self._payment_setup = payments     # node.payments.PaymentSetup, or None: sign no receipts
-        self.payments: NodePayments | None = None
+        self.payments: NodePayments | RelayNotices | None = None   # RelayNotices: unpaid, notices only
+        self.discovery = None              # discovery.service.NodeDiscovery with settings.discovery (issue 15)
         self._unsubscribe: Callable[[], None] | None = None
         self.api: ApiServer | None = None  # the local API while running (settings.api)
         self.metrics = metrics             # (host, port) of the metrics port (observability/http.py), or None
@@ -136,8 +142,18 @@ class Node:
         if self._given_tun is not None:
             self.tun = self._given_tun
             return
-        self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=True)  # coalesced TCP writes (tun/gro.py)
-        await configure_async(self.tun.name, f"{self.overlay}/{OVERLAY_PREFIX}", mtu=s.mtu)
+        # ---- userspace mode (issue 18, userspace/): no TUN device, no netlink, no privileges ----
+        if s.userspace:
+            from shadowmesh_client.userspace.sink import PacketSink
+
+            self.tun = PacketSink(s.tun_name, mtu=s.mtu)
+            return
+        from shadowmesh_client.routing.node import tun_address6
+        from shadowmesh_client.tun import configure_async
+
+        v6 = tun_address6(self.ds.directory, self.overlay or "", s.routing)   # issue 14: None without IPv6
+        self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=True, ipv4_only=v6 is None)  # coalesced TCP writes (tun/gro.py)
+        await configure_async(self.tun.name, f"{self.overlay}/{OVERLAY_PREFIX}", mtu=s.mtu, address6=v6)
 
     async def _start(self, spawn: Spawner, me) -> list[asyncio.Task]:
         """Wire the components, start the listener and the service tasks (returned)."""
@@ -148,15 +164,35 @@ class Node:
                                            self.endpoint, spawn, timers.wake)
         self.pump = links.pump = Pump(self.tun, self.table.routes, self.table.peers, links.incoming,
                                       links.on_events, timers.wake)
+        # ---- streams (issue 18, userspace/): every node terminates peers' streams; proxies if configured
+        self.streams = Userspace(self.pump, self.overlay or "0.0.0.0", s.streams, userspace=s.userspace)
+        await self.streams.start()
         if self._payment_setup is not None:
             from shadowmesh_client.node.payments import NodePayments
 
             self.payments = NodePayments(self._payment_setup, me.owner, me.device_id, self.trust)
             rec.on_relay_control = self.payments.on_control
+        else:   # unpaid: still hear why a relay stops carrying us (issue 11 item 2)
+            from shadowmesh_client.node.payments import RelayNotices
+
+            self.payments = RelayNotices(self.trust)
+            rec.on_relay_control = self.payments.on_control
+        from shadowmesh_client.discovery.service import attach as attach_discovery  # issue 15 (docs/discovery.md)
+
+        discovery_coros = await attach_discovery(self, spawn)   # on-demand sessions, records, NAT traversal
         rec.refresh()
         self._unsubscribe = self.trust.directory.subscribe(rec.on_directory_change)
-        if s.listen and self.endpoint:
-            host, _, port = s.listen.rpartition(":")
+        routing_tasks: list[asyncio.Task] = []
+        # issue 14 (routing/node.py): names, IPv6, exit and subnet routes, QoS; all need the TUN device and the
+        # kernel (nftables, routes, DNS on the overlay address): off in userspace mode (issue 18)
+        if s.routing is not None and not s.userspace:
+            from shadowmesh_client.routing.node import NodeRouting
+
+            self.routing = NodeRouting(self, s.routing)
+            routing_tasks = await self.routing.start(spawn)
+        self.listen_address = listen_address(s.listen, self.endpoint, "up")   # None: from the endpoint
+        if self.listen_address and self.endpoint:
+            host, _, port = self.listen_address.rpartition(":")
             cfg = ServerConfig(host=host, port=int(port), path=s.path or urlsplit(self.endpoint or "").path or "/",
                                tls_cert=s.tls_cert, tls_key=s.tls_key, limits=s.limits,
                                site_mtime=site_mtime_for(s.state_dir))  # per-installation decoy validators
@@ -166,6 +202,8 @@ class Node:
             self.listen_port = self.server.port
         coros = [(self.pump.run(), "pump"), (self.ds.run(), "directory"), (timers.run(), "timers"),
                  (self._housekeeping(), "housekeeping")]
+        coros.append((self.streams.run(), "streams"))
+        coros += discovery_coros   # issue 15
         if self.payments is not None:
             coros.append((self.payments.run(self.table.relays), "payments"))
         self.ready_at = time.time()
@@ -175,12 +213,12 @@ class Node:
             self.metrics_server = start_metrics_server(self.metrics[1], collector, self.metrics[0],
                                                        published=self.published)
             coros.append((publish_forever(self.figures.build, self.published), "metrics"))
-        service = [t for t in (spawn(c, name) for c, name in coros) if t is not None]
+        service = [t for t in (spawn(c, name) for c, name in coros) if t is not None] + routing_tasks
         service += await self._start_api(spawn)
         log.info("up: %s on %s (mtu %d), overlay %s, %d peer(s), %d relay(s)%s", self.identity.public_key.hex()[:16],
                  self.tun.name if self.tun is not None else "?", s.mtu, self.overlay, len(self.table.peers),
                  len(self.table.relays),
-                 f", listening on {s.listen}" if self.server is not None else "")
+                 f", listening on {self.listen_address}" if self.server is not None else "")
         self.write_status()
         return service
 
@@ -203,6 +241,8 @@ class Node:
         for t in service:
             t.cancel()
         await asyncio.wait(service)
+        if self.routing is not None:
+            self.routing.unsubscribe()
         await self._close_api()   # its sampler task is done: end SSE streams, stop serving
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -228,6 +268,10 @@ class Node:
         if metrics_server is not None:   # its publishing task ended with the group
             await asyncio.to_thread(metrics_server.shutdown)
             metrics_server.server_close()
+        if self.streams is not None:
+            self.streams.close()
+        if self.routing is not None:   # nftables tables and pinned routes (before the TUN device goes)
+            await asyncio.to_thread(self.routing.close)
         if self.tun is not None:
             self.tun.close()
         try:
@@ -263,6 +307,7 @@ class Node:
                "tun": self.tun.name if self.tun is not None else None, "mtu": self.settings.mtu,
                "started_at": self.started_at, "ready_at": self.ready_at, "pid": os.getpid(),
                "listening": self.listen_port,
+               "discovery": self.discovery.status() if self.discovery is not None else None,   # issue 15
                "directory": vars(self.ds.status())}
         if self.pump is not None and self.links is not None and self.reconciler is not None \
                 and self.timers is not None:
@@ -272,6 +317,10 @@ class Node:
                         "auth_refused": self.links.auth_refused, "peers_closed": self.reconciler.peers_closed,
                         "timers": {"fired": self.timers.fired, "next_at": self.timers.next_at}})
             out["counters"] = self.pump.counters()
+        if self.routing is not None:
+            out["routing"] = self.routing.status()
+        if self.streams is not None:
+            out["streams"] = self.streams.status()
         if self.payments is not None:
             out["payments"] = self.payments.status()
         return out

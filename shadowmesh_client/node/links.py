@@ -81,6 +81,7 @@ class PeerLinks:
         self.guard = HelloGuard(settings.handshake_guard, now=now()) if settings.handshake_guard else None
         self._bad: dict[bytes, int] = {}   # relayed source -> consecutive rejected frames (bounded)
         self.blocks_sent = 0
+        self.on_established: Callable[[PeerState], None] | None = None   # issue 15 hook (node/daemon.py)
 
     def client_config(self, url: str) -> ClientConfig:
         s = self.settings
@@ -171,21 +172,24 @@ class PeerLinks:
             peer.detach_direct(link)
             log.info("peer %s: direct link down", key.hex()[:8])
 
-    def on_relay_delivery(self, source: bytes, inner, relay) -> None:
-        """RelayClient hook: ``inner`` from ``source`` through ``relay``; answers go back the same way."""
+    def on_relay_delivery(self, source: bytes, inner, relay) -> bool:
+        """RelayClient hook: ``inner`` from ``source`` through ``relay``; answers go back the same way.
+        Returns whether the frame opened (a trusted peer's session took it: billable, issue 10)."""
         pump = self.pump
         bad_before = pump.rejected + pump.unknown_sender
         out = pump.on_frame(inner)
         if pump.rejected + pump.unknown_sender != bad_before:
             self._rejected_from(source, relay)
-        elif self._bad:
+            return False
+        if self._bad:
             self._bad.pop(source, None)
         if out:
             path = RelayPath(relay, source)
             for i, f in enumerate(out):
                 if not path.send_nowait(f):
                     self._spawn(_send_path(path, out[i:]), "relay reply")
-                    return
+                    return True
+        return True
 
     def _rejected_from(self, source: bytes, relay) -> None:
         """One more rejected frame from ``source`` through ``relay``: block it there after a run of them."""
@@ -216,6 +220,8 @@ class PeerLinks:
             if ev is SessionEvent.ESTABLISHED:
                 peer.established_at = t
                 log.info("peer %s: session established", peer.key.hex()[:8])
+                if self.on_established is not None:   # issue 15: discovery (on-demand dialer, NAT upgrade)
+                    self.on_established(peer)
             elif ev is SessionEvent.CLOSED:
                 log.info("peer %s: session closed by the peer", peer.key.hex()[:8])
         self._on_session()

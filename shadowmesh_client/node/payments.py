@@ -5,11 +5,21 @@ receipts it signs to that relay in LOCAL envelopes, and hands the relay's contro
 RECEIPT_STATE, RELAY_COUNT) back to it; a RELAY_COUNT (the relay lost part of its count) makes the device
 lower its count to the relay's and answer with a receipt at once (status ``written_off``).
 
-Billable bytes, counted exactly as the relay counts them (RelayCore's ``bytes_in + bytes_out``): every
-WebSocket message this node sends on the relay link (``Link.bytes_out``, per link, summed across reconnects;
-FORWARDs, LOCAL frames and the receipts themselves) plus every DELIVER message the relay sends it
-(``RelayClient.delivered_bytes``). LOCAL messages from the relay are not counted (the relay does not count
-them either).
+Billable bytes: every WebSocket message this node sends on the relay link (``Link.bytes_out``, per link,
+summed across reconnects; FORWARDs, LOCAL frames and the receipts themselves) plus every DELIVER message the
+relay sends it whose end-to-end frame then OPENED under a session with a trusted peer
+(``RelayClient.delivered_bytes``; issue 10 "only authenticated bytes are billable"): junk, replays and frames
+from peers without a session are dropped before counting (``unbillable_dropped`` in the status). The relay
+counts every DELIVER it sends, so a relay (or whoever floods us through it) cannot make us pay for garbage;
+the difference shows as bytes the relay carried without a receipt, bounded by its credit. LOCAL messages
+from the relay are not counted (the relay does not count them either).
+
+Price (payments v2): when the link to a relay (re)connects, the next tick reads ``relayPrice(relay)`` and
+``paidBytes`` on chain (``PaymentSetup.chain_reads``, in a worker thread) and starts the session with it
+(``DevicePayments.start_session``): receipts carry that price and never a higher one until the next
+session. Until it is read, nothing is signed (the bytes stay counted). A relay that stops carrying this
+device says why (RELAY_NOTICE): logged as a WARNING with what to do, and shown in ``status()``
+(``relays.<key>.notice``) and so in the status file.
 
 Hooks (a few lines in the mesh code): ``RelayClient.on_control`` (LOCAL payloads with
 ``messages.is_control``) -> :meth:`NodePayments.on_control` (awaited in a task per message); the node runs
@@ -39,6 +49,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
@@ -47,6 +58,7 @@ from shadowmesh_client.errors import ConfigError, KeystoreError
 from shadowmesh_client.node.peers import now
 from shadowmesh_client.node.settings import RECEIPT_TICK_SECONDS
 from shadowmesh_client.rewards import DevicePayments, IssuerConfig, ReceiptDomain
+from shadowmesh_client.rewards.messages import NoticeMessage
 from shadowmesh_client.transport import LinkClosedError
 
 log = logging.getLogger(__name__)
@@ -61,6 +73,9 @@ class PaymentSetup:
     domain: ReceiptDomain
     signer: object               # eth-account LocalAccount (never logged)
     issuer: IssuerConfig
+    chain_reads: Callable[[str, str, bytes], tuple[int, int]] | None = None
+    """``(relay, payer, device_id) -> (relayPrice(relay), paidBytes(payer, device_id, relay))``, blocking
+    (run in a worker thread at each session start); None: no chain (every session signs nothing)."""
 
     def __repr__(self) -> str:   # keep the key out of any log line or traceback
         signer = getattr(self.signer, "address", "?")
@@ -72,7 +87,11 @@ class NodePayments:
 
     def __init__(self, setup: PaymentSetup, payer: str, device_id: bytes, trust) -> None:
         self.pay = DevicePayments(setup.domain, setup.signer, to_checksum_address(payer), device_id, setup.issuer)
+        self.chain_reads = setup.chain_reads
         self.trust = trust
+        self._relays: dict = {}               # the node's relay clients (the dict run() is given), for status
+        self._sessions: dict[bytes, object] = {}   # relay key -> the link whose session price was accepted
+        self.price_reads_failed = 0
         self._seen: dict[bytes, list] = {}    # relay key -> [link, its bytes_out counted, delivered counted]
         self._lock = asyncio.Lock()           # held around every use of self.pay (see module docstring)
         self.sent = 0
@@ -120,8 +139,42 @@ class NodePayments:
         out += self.pay.poll(t)
         return out
 
+    def _read_prices(self, todo: list) -> list:
+        """Worker thread: (key, link, price, paid) per relay whose session starts; failures are skipped (retried
+        at the next tick)."""
+        out = []
+        for key, link, relay in todo:
+            try:
+                price, paid = self.chain_reads(relay, self.pay.payer, self.pay.device_id)  # type: ignore[misc]
+            except Exception as exc:  # noqa: BLE001 - RPC errors: no session price yet, nothing signed
+                self.price_reads_failed += 1
+                log.warning("cannot read the price of relay %s on chain (%s): no receipts until it is read",
+                            relay, type(exc).__name__)
+                continue
+            out.append((key, link, int(price), int(paid)))
+        return out
+
+    async def _sessions_started(self, relays: dict) -> None:
+        """Lock held: accept the advertised price of every relay whose link changed since the last look."""
+        todo = []
+        for key, client in relays.items():
+            link = client.link if client.ready else None
+            if self._sessions.get(key) is link:
+                continue
+            if link is None:
+                self._sessions.pop(key, None)
+                self.pay.end_session(key)
+            elif self.chain_reads is not None and key in self.pay.issuers:
+                todo.append((key, link, self.pay.issuers[key].channel.relay))
+        if todo:
+            for key, link, price, paid in await asyncio.to_thread(self._read_prices, todo):
+                self._sessions[key] = link
+                self.pay.start_session(key, price, paid)
+
     async def tick(self, relays: dict) -> None:
-        """Fold the byte counters in, sign what is due (in a worker thread), send it."""
+        """Fold the byte counters in, start sessions (price read on chain), sign what is due (in a worker
+        thread), send it."""
+        self._relays = relays
         t = now()
         async with self._lock:
             usage = []
@@ -130,6 +183,7 @@ class NodePayments:
                     n = self._delta(key, client)
                     if n:
                         usage.append((key, n))
+            await self._sessions_started(relays)
             out = await asyncio.to_thread(self._fold_and_sign, usage, t)
         for key, payload in out:
             client = relays.get(key)
@@ -145,16 +199,29 @@ class NodePayments:
 
     async def run(self, relays: dict) -> None:
         """The node's payments task: :meth:`tick` every RECEIPT_TICK_SECONDS until cancelled."""
+        self._relays = relays
         while True:
             await asyncio.sleep(RECEIPT_TICK_SECONDS)
             await self.tick(relays)
 
     def status(self) -> dict:
+        relays = {}
+        for k, i in self.pay.issuers.items():
+            client = self._relays.get(k)
+            notice = self.pay.notices.get(k)
+            relays[k.hex()] = {
+                "counted": i.counted, "signed": i.signed, "acked": i.acked, "relay_counted": i.relay_counted,
+                "written_off": i.written_off, "price": i.price, "refused_price": i.refused_price,
+                "unbillable_dropped": getattr(client, "unbillable_dropped", 0),
+                "notice": None if notice is None else {
+                    "carrying": notice.reason.value == 0, "reason": notice.reason.name.lower(),
+                    "owed_base": notice.owed, "guaranteed_base": notice.guaranteed,
+                    "price": notice.price_per_byte,
+                    "what_to_do": notice.advice.replace("RELAY_ADDRESS", i.channel.relay)}}
         return {"payer": self.pay.payer, "signer": self.pay._account.address, "receipts_sent": self.sent,
-                "send_failed": self.send_failed,
-                "relays": {k.hex(): {"counted": i.counted, "signed": i.signed, "acked": i.acked,
-                                     "relay_counted": i.relay_counted, "written_off": i.written_off}
-                           for k, i in self.pay.issuers.items()}}
+                "send_failed": self.send_failed, "price_reads_failed": self.price_reads_failed,
+                "unbillable_dropped": sum(getattr(c, "unbillable_dropped", 0) for c in self._relays.values()),
+                "relays": relays}
 
 
 def load_device_payments(state) -> PaymentSetup | None:
@@ -201,11 +268,29 @@ def load_device_payments(state) -> PaymentSetup | None:
             raise
         return unpaid(str(exc))
     setup = PaymentSetup(ReceiptDomain(dep.chain_id, dep.token), signer,
-                         IssuerConfig(pc.every_bytes, pc.every_seconds, pc.tolerance_bytes, pc.max_price_per_byte))
+                         IssuerConfig(pc.every_bytes, pc.every_seconds, pc.tolerance_bytes, pc.max_price_per_byte),
+                         chain_reads=_chain_reads(state.config.rpc_url, dep))
     _check_signer(state, dep, signer.address)
-    log.info("relay payments on: receipts signed by %s every %d bytes or %.0f s, price cap %d base units/byte",
-             signer.address, pc.every_bytes, pc.every_seconds, pc.max_price_per_byte)
+    log.info("relay payments on: receipts signed by %s every %d bytes or %.0f s, at each relay's advertised "
+             "price when its session starts (at most %d base units/byte)", signer.address, pc.every_bytes,
+             pc.every_seconds, pc.max_price_per_byte)
     return setup
+
+
+def _chain_reads(rpc_url: str, dep) -> Callable[[str, str, bytes], tuple[int, int]]:
+    """``PaymentSetup.chain_reads`` over the token (connected lazily, in the worker thread that calls it)."""
+    chain: list = []
+
+    def read(relay: str, payer: str, device_id: bytes) -> tuple[int, int]:
+        if not chain:
+            from shadowmesh_client.rewards.onchain import TokenChain
+
+            chain.append(TokenChain(rpc_url, dep, timeout=5.0))
+        token = chain[0].token
+        return (int(token.functions.relayPrice(relay).call()),
+                int(token.functions.paidBytes(payer, device_id, relay).call()))
+
+    return read
 
 
 def _password(signer_file, owner_file) -> str | None:
@@ -219,9 +304,10 @@ def _password(signer_file, owner_file) -> str | None:
 
 
 def _check_signer(state, dep, signer: str) -> None:
-    """A hot signer must be authorised by the owner; say so now rather than after the relay's credit."""
+    """A hot signer must be bound to this device by the owner; say so now rather than after the relay's credit."""
     try:
         owner = state.owner_address()
+        device_id = _device_id(state, dep, owner)
     except (ConfigError, KeystoreError):
         return
     if owner == signer:
@@ -230,10 +316,55 @@ def _check_signer(state, dep, signer: str) -> None:
         from shadowmesh_client.rewards.onchain import TokenChain
 
         chain = TokenChain(state.config.rpc_url, dep, timeout=5.0)
-        ok = chain.token.functions.isReceiptSigner(owner, signer).call()
+        ok = chain.token.functions.isReceiptSigner(owner, signer, device_id).call()
     except Exception as exc:  # noqa: BLE001 - chain unreachable: the relay will tell (BAD_SIGNATURE acks)
         log.warning("cannot check on chain that %s may sign receipts for %s (%s)", signer, owner, type(exc).__name__)
         return
     if not ok:
-        raise ConfigError(f"the receipt signer {signer} is not authorised by the owner {owner}: run "
-                          f"`shadowmesh-client authorize-signer {signer}` with the owner account")
+        raise ConfigError(f"the receipt signer {signer} is not bound to this device by the owner {owner}: run "
+                          f"`shadowmesh-client authorize-signer {signer} --cap SMT --period SECONDS` with the owner "
+                          "account")
+
+
+def _device_id(state, dep, owner: str) -> bytes:
+    from shadowmesh_client.directory.proof import device_id
+
+    if state.config.network_id is None:
+        raise ConfigError("no network_id")
+    return device_id(state.config.network_id, owner, state.identity().public_key)
+
+
+class RelayNotices:
+    """A node that signs no receipts still hears why a relay stops carrying it (issue 11 item 2): RELAY_NOTICEs
+    are logged as a WARNING with what to do and shown in ``status()`` like NodePayments shows them. Other
+    payments messages are ignored (the node pays nobody). Same hooks as NodePayments."""
+
+    def __init__(self, trust) -> None:
+        self.trust = trust
+        self.notices: dict[bytes, NoticeMessage] = {}   # relay key -> its latest RELAY_NOTICE
+
+    async def on_control(self, relay_key: bytes, payload: bytes) -> list[bytes]:
+        from shadowmesh_client.rewards.messages import NoticeReason, decode
+
+        try:
+            msg = decode(payload)
+        except ValueError:
+            return []
+        if isinstance(msg, NoticeMessage):
+            self.notices[relay_key] = msg
+            peer = self.trust.peer(relay_key)
+            relay = to_checksum_address(peer.owner) if peer is not None else relay_key.hex()[:16]
+            if msg.reason is not NoticeReason.RESUMED:
+                log.warning("relay %s stopped carrying this device: %s; what to do: %s", relay,
+                            msg.reason.name.lower().replace("_", " "), msg.advice.replace("RELAY_ADDRESS", relay))
+        return []
+
+    async def run(self, relays: dict) -> None:
+        """Nothing to do on a timer: waits until cancelled (the node supervises it like NodePayments.run)."""
+        await asyncio.Event().wait()
+
+    def status(self) -> dict:
+        return {"signing": False, "relays": {k.hex(): {"notice": {
+            "carrying": n.reason.value == 0, "reason": n.reason.name.lower(), "owed_base": n.owed,
+            "guaranteed_base": n.guaranteed, "price": n.price_per_byte, "what_to_do": n.advice}}
+            for k, n in self.notices.items()}}

@@ -9,11 +9,20 @@ A **path** is a way to put one protocol frame on the wire towards a peer:
 The Session does not care which path a frame took (its keys are end to end), so failing over, or
 coming back to the direct path, is only a change of ``PeerState.path``: no new handshake, no lost key.
 
-Path choice (``PeerState.select``): every usable path gets an RTT estimate from its WebSocket
-heartbeat (``Link.latency``): the direct link's own RTT, or twice our RTT to the relay plus
-``RELAY_RTT_PENALTY`` (we cannot see the relay's other leg). The lowest estimate wins; a direct link
-with no measurement yet counts as 0 (it is preferred until measured). Re-selected on every link change
-and every housekeeping tick, never per packet.
+Path choice (``PeerState.select``; issue 11 "billing during the direct test"):
+
+* the **direct** path is used whenever its link is up, whatever its RTT. A relay is paid per byte and a
+  heartbeat RTT is a poor judge of a busy link: the pong queues behind up to ``LINK_WRITE_LIMIT`` of data,
+  so a loaded direct link measures tens of ms while the idle relay link measures 1. Choosing by the latest
+  RTT flipped bulk transfers onto the relay (and onto the bill). A direct link that stops answering is
+  closed by its heartbeat timeout (``PING_TIMEOUT``) or a reset, and only then does traffic fail over;
+* with no direct link, a **relay** carries the frames. Relays are judged by ``RttFloor``: the minimum
+  heartbeat RTT over the last one to two ``RTT_FLOOR_WINDOW`` s, so load on the relay in use does not count
+  against it, estimated as twice our RTT to the relay plus ``RELAY_RTT_PENALTY`` (we cannot see the relay's
+  other leg). The current relay is kept while it is up unless another one's estimate is below
+  ``RELAY_SWITCH_FACTOR`` times its own (hysteresis: no flapping between relays of similar RTT).
+
+Re-selected on every link change and every housekeeping tick, never per packet.
 
 Who dials whom (one link per peer pair, deterministic): a peer with a published endpoint is dialled by
 us if we publish none, or if both publish one and our public key is the lower. The other side only
@@ -44,6 +53,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RTT_FLOOR_WINDOW = 30.0
+"""Seconds. ``RttFloor`` keeps the minimum RTT of the current and the previous window of this length."""
+
+RELAY_SWITCH_FACTOR = 0.5
+"""Another relay replaces the relay in use only if its RTT estimate is below this fraction of the current
+relay's (both from ``RttFloor``): a 2x better relay, not a blip, moves the traffic."""
+
 
 class DirectPath:
     __slots__ = ("link", "name")
@@ -67,15 +83,43 @@ class DirectPath:
         await self.link.send(frame)
 
 
+class RttFloor:
+    """Windowed minimum of a link's heartbeat RTT (seconds): min over the current and the previous
+    ``window`` seconds of samples, so it follows a link that really got slower within two windows but
+    ignores the pong delays of a link that is busy some of the time. A new link starts a new floor."""
+
+    __slots__ = ("window", "_link", "_started", "_current", "_previous")
+
+    def __init__(self, window: float = RTT_FLOOR_WINDOW) -> None:
+        self.window = window
+        self._link: object = None
+        self._started = 0.0
+        self._current = self._previous = float("inf")
+
+    def sample(self, link, rtt: float, now: float) -> float:
+        """Record ``rtt`` of ``link`` at ``now`` (monotonic seconds); return the floor."""
+        if link is not self._link:
+            self._link, self._started, self._current, self._previous = link, now, float("inf"), float("inf")
+        elif now - self._started >= self.window:
+            # a window passed: the current one becomes the previous (or both reset after a long gap)
+            self._previous = self._current if now - self._started < 2 * self.window else float("inf")
+            self._started, self._current = now, float("inf")
+        if rtt > 0.0:     # 0.0: no pong measured yet on this link
+            self._current = min(self._current, rtt)
+        floor = min(self._current, self._previous)
+        return floor if floor != float("inf") else rtt
+
+
 class RelayPath:
     """Frames for ``peer_key`` through the relay link held by ``relay`` (a node.relays.RelayClient)."""
 
-    __slots__ = ("relay", "peer_key", "name")
+    __slots__ = ("relay", "peer_key", "name", "floor")
 
     def __init__(self, relay, peer_key: bytes) -> None:
         self.relay = relay
         self.peer_key = peer_key
         self.name = f"relay:{relay.key.hex()[:8]}"
+        self.floor = RttFloor()
 
     @property
     def up(self) -> bool:
@@ -83,8 +127,15 @@ class RelayPath:
         return link is not None and not link.closed and self.relay.ready
 
     def rtt(self) -> float:
+        """Seconds: estimated RTT to the peer through the relay from the latest heartbeat."""
         link = self.relay.link
         return 2 * (link.latency if link is not None else 0.0) + RELAY_RTT_PENALTY
+
+    def rtt_floor(self, now: float) -> float:
+        """Seconds: the same estimate from the relay link's RTT floor (see ``RttFloor``); path choice uses it."""
+        link = self.relay.link
+        return (2 * self.floor.sample(link, link.latency if link is not None else 0.0, now) + RELAY_RTT_PENALTY
+                + getattr(self.relay, "hint_penalty", 0.0))   # issue 15: the relay's published load/price hints
 
     def send_nowait(self, frame) -> bool:
         """Send now if the relay link has room; False (nothing sent) means: await ``send``."""
@@ -149,22 +200,37 @@ class PeerState:
             self.select()
 
     def select(self) -> None:
-        """Pick the path with the lowest RTT estimate (see module docstring)."""
+        """Choose the path (see module docstring): direct while its link is up, else a relay, kept while
+        up unless another is ``RELAY_SWITCH_FACTOR`` times faster by RTT floor. Never on RTT alone to a
+        relay while direct works: a relay costs money, a busy direct link only looks slow."""
         best: DirectPath | RelayPath | None = None
-        best_rtt = float("inf")
         d = self.direct
         if d is not None and d.up:
-            best, best_rtt = d, d.rtt()
-        for rp in self.relay_paths:
-            if rp.up:
-                r = rp.rtt()
-                if r < best_rtt:
-                    best, best_rtt = rp, r
+            best = d
+        elif self.relay_paths:
+            best = self._choose_relay(time.monotonic())
         if best is not self.path:
             old = self.path.name if self.path is not None else "none"
             new = best.name if best is not None else "none"
             log.info("peer %s: path %s -> %s", self.key.hex()[:8], old, new)
             self.path = best
+
+    def _choose_relay(self, now: float) -> RelayPath | None:
+        """The relay path to use when there is no direct one: the current one if up and not beaten by
+        ``RELAY_SWITCH_FACTOR``, else the up relay with the lowest RTT floor (None if none is up)."""
+        best: RelayPath | None = None
+        current: RelayPath | None = None
+        best_rtt = current_rtt = float("inf")
+        for rp in self.relay_paths:
+            if rp.up:
+                r = rp.rtt_floor(now)    # sampled on every tick, so each floor sees every heartbeat
+                if rp is self.path:
+                    current, current_rtt = rp, r
+                if r < best_rtt:
+                    best, best_rtt = rp, r
+        if current is not None and not best_rtt < current_rtt * RELAY_SWITCH_FACTOR:
+            return current
+        return best
 
     def status(self, now: float) -> dict:
         s = self.session
@@ -216,9 +282,15 @@ class PeerTable:
         return peer
 
     def reselect(self) -> None:
-        """Re-run every peer's path choice (after a relay link changed, or on the housekeeping period)."""
+        """Re-run every peer's path choice (after a relay link changed, or on the housekeeping period). A peer
+        with no session yet (NEW, issue 15: thousands of known devices) keeps a path that is up: its choice
+        by RTT only matters once it carries traffic, and re-choosing 10,000 idle peers every tick costs ~10 %
+        of a core (bench/peers5000.py)."""
+        new = SessionState.NEW
         for peer in self.peers.values():
-            peer.select()
+            path = peer.path
+            if peer.session.state is not new or path is None or not path.up or peer.direct is not None:
+                peer.select()
 
 
 def should_dial(my_key: bytes, my_endpoint: str | None, peer_key: bytes, peer_endpoint: str | None) -> bool:

@@ -52,6 +52,14 @@ _SENDER = slice(8, 40)
 """Spec "Frame Format" (protocol/frames.py HEADER): the sender's 32-byte key at bytes 8..40."""
 _TYPE_MASK = 0x0F   # the frame type is the low nibble of byte 0
 _HANDSHAKE_INIT = int(FrameType.HANDSHAKE_INIT)
+_NOT_V4 = 0x50
+"""A packet whose first byte is this or more is not IPv4 (version nibble above 4: IPv6 is 0x6_), so its
+bytes 16..20 are not a destination: only ``route_miss`` may route it (issue 14)."""
+
+
+def _no_route(packet) -> None:
+    """``Pump.route_miss`` without routing (issue 14): nothing but overlay IPv4 has a route."""
+    return None
 
 
 class Pump:
@@ -75,6 +83,14 @@ class Pump:
         self.frames_out = 0
         self.frames_in = 0
         self._blocked: asyncio.Future | None = None
+        # ---- routing hooks (issue 14, shadowmesh_client/routing/; the daemon sets them when routing is on) ----
+        self.route_miss = _no_route   # (packet) -> PeerState | None: IPv6, subnet and exit destinations
+        self.src_filter = None        # (peer, packets) -> the packets that peer may send us (anti-spoofing)
+        self._out = self._send_now    # routing.qos.QosSender.send with QoS on (``set_qos``): never blocks the reader
+
+    def set_qos(self, qos) -> None:
+        """Send through ``qos`` (routing/qos.py QosSender: per-peer, per-class queues) from now on."""
+        self._out = qos.send
 
     def counters(self) -> dict:
         return {"dropped_no_route": self.no_route, "dropped_no_path": self.no_path, "rejected_frames": self.rejected,
@@ -123,20 +139,25 @@ class Pump:
             return
         routes = self.routes
         if len(packets) == 1:
-            peer = routes.get(packets[0][IPV4_DST])
+            p = packets[0]
+            peer = routes.get(p[IPV4_DST]) if p[0] < _NOT_V4 else None
             if peer is None:
-                self.no_route += 1
-                return
-            rest = self._send_now(peer, packets)
+                peer = self.route_miss(p)
+                if peer is None:
+                    self.no_route += 1
+                    return
+            rest = self._out(peer, packets)
             if rest is not None:
                 blocked.set_result([(*rest, ())])
             return
         groups: dict = {}
         for p in packets:
-            peer = routes.get(p[IPV4_DST])
+            peer = routes.get(p[IPV4_DST]) if p[0] < _NOT_V4 else None
             if peer is None:
-                self.no_route += 1
-                continue
+                peer = self.route_miss(p)
+                if peer is None:
+                    self.no_route += 1
+                    continue
             batch = groups.get(peer)
             if batch is None:
                 groups[peer] = [p]
@@ -144,7 +165,7 @@ class Pump:
                 batch.append(p)
         items = list(groups.items())
         for i, (peer, batch) in enumerate(items):
-            rest = self._send_now(peer, batch)
+            rest = self._out(peer, batch)
             if rest is not None:
                 blocked.set_result([(*rest, items[i + 1:])])
                 return
@@ -211,6 +232,18 @@ class Pump:
         if rest is not None:
             await self._send_frames(*rest)
 
+    # ---- userspace streams (issue 18; shadowmesh_client/userspace/) --------------------------------------
+    on_stream = None
+    """``on_stream(peer, messages)``, set by the stream layer (userspace/streams.py Mux): the stream
+    messages of a frame (packets whose first byte is below 0x10, never IP; userspace/wire.py) go there
+    instead of to the TUN device. Stream messages are always sent in frames of their own."""
+
+    def offer(self, peer, packets: list):
+        """Seal ``packets`` (stream messages) for ``peer`` and send what its path takes now. None when all
+        went out; else a coroutine sending the rest: await it before offering more (frames stay in order)."""
+        rest = self._send_now(peer, packets)
+        return None if rest is None else self._send_frames(*rest)
+
     # ---- paths -> TUN ---------------------------------------------------------------------------------
     def on_frame(self, frame, expected: bytes | None = None) -> list | None:
         """One end-to-end frame from a path. Writes delivered packets to the TUN device; returns frames to
@@ -244,8 +277,14 @@ class Pump:
             else:
                 self.rejected += 1
                 return None
-        if received.packets:
-            self.tun.write_batch(received.packets)
+        packets = received.packets
+        if packets:
+            if packets[0][0] < 0x10 and self.on_stream is not None:   # stream messages (issue 18), never IP
+                self.on_stream(peer, packets)
+            else:
+                if self.src_filter is not None:   # routing on: drop packets with a source that peer may not use
+                    packets = self.src_filter(peer, packets)
+                self.tun.write_batch(packets)
         if received.events:
             self._on_events(peer, received.events, t)
         return received.outgoing or None

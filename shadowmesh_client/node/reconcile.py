@@ -61,6 +61,10 @@ class Reconciler:
         self._on_session = on_session
         self.on_relay_control: Callable[[bytes, bytes], Awaitable[list[bytes]]] | None = None   # payments
         self.peers_closed = 0
+        # ---- issue 15 hooks (discovery/service.py attach): None unless settings.on_demand / discovery ----
+        self.ondemand = None   # discovery.ondemand.OnDemand
+        self.relay_dial = None   # dial relays from the punch port (NAT-mapped address = the relay's view)
+        self.on_relay_discovery = None   # discovery messages from relays
 
     # ---- directory -> table ---------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -91,7 +95,8 @@ class Reconciler:
             if peer.endpoint != p.endpoint:
                 peer.endpoint = p.endpoint
                 self._stop_dialer(peer)
-            if peer.dialer is None and p.endpoint and should_dial(self.me, self.my_endpoint, key, p.endpoint):
+            if peer.dialer is None and p.endpoint and should_dial(self.me, self.my_endpoint, key, p.endpoint) \
+                    and (self.ondemand is None or self.ondemand.want_dialer_now(peer)):   # issue 15: on demand
                 peer.dialer = Running(self.links.dialer(peer, p.endpoint), self._spawn, f"dial {key.hex()[:8]}")
         if routes != table.routes:
             table.routes.clear()
@@ -107,13 +112,47 @@ class Reconciler:
             self.close_peer(key, "no longer trusted by the directory")
         for key in self.trust.untrusted(list(self.table.relays)):
             self.drop_relay(key)
+        if self.ondemand is not None:
+            self.ondemand.sweep()
+
+    # ---- sessions on demand (issue 15; discovery/ondemand.py calls these) ------------------------------
+    def start_dialer(self, peer: PeerState) -> None:
+        """Start the dialer of a peer we dial (its session just became live), if not running."""
+        if peer.dialer is None and peer.endpoint and peer.key in self.table.peers \
+                and should_dial(self.me, self.my_endpoint, peer.key, peer.endpoint):
+            peer.dialer = Running(self.links.dialer(peer, peer.endpoint), self._spawn, f"dial {peer.key.hex()[:8]}")
+
+    def idle_close(self, peer: PeerState) -> asyncio.Task | None:
+        """Drop an idle peer's session (CLOSE frame), dialer and direct link; it stays known (route kept)
+        with a fresh NEW session, so its next packet handshakes again."""
+        frame = peer.session.close(now())
+        path = peer.path
+        if frame is not None and path is not None and path.send_nowait(frame):
+            frame = None
+        peer.new_session()
+        dialer, peer.dialer = peer.dialer, None
+        direct = peer.direct.link if peer.direct is not None else None
+        return self._spawn(self._finish_idle(path, frame, dialer, direct), f"idle {peer.key.hex()[:8]}")
+
+    async def _finish_idle(self, path, frame, dialer: Running | None, direct) -> None:
+        if frame is not None and path is not None:
+            try:
+                await asyncio.wait_for(path.send(frame), CLOSE_SEND_TIMEOUT)
+            except (TimeoutError, LinkClosedError):
+                pass
+        if dialer is not None:
+            await dialer.close()
+        if direct is not None:
+            await direct.close()
 
     # ---- relays ---------------------------------------------------------------------------------------
     def _add_relay(self, key: bytes, url: str) -> None:
         client = RelayClient(self.identity, key, url, self.config, self.trust, self.links.client_config(url),
-                             self.links.on_relay_delivery, self.table.reselect, dial=self.links.transport.dial,
+                             self.links.on_relay_delivery, self.table.reselect,
+                             dial=self.relay_dial or self.links.transport.dial,   # issue 15: from the punch port
                              spawn=self._spawn, on_session=self._on_session)
         client.on_control = self.on_relay_control
+        client.on_discovery = self.on_relay_discovery   # issue 15 (discovery/service.py), or None
         self.table.relays[key] = client
         for peer in self.table.peers.values():
             peer.relay_paths.append(RelayPath(client, peer.key))

@@ -50,7 +50,8 @@ HANDSHAKE_TIMEOUT = 10.0
 
 class RelayClient:
     """One relay: ``start()``, ``close()``; ``link``/``ready`` while connected. ``on_delivery(source_key,
-    inner_frame, relay_client)`` is called for each DELIVER (synchronously; it sends what it must);
+    inner_frame, relay_client) -> bool`` is called for each DELIVER (synchronously; it sends what it must;
+    True when the frame opened under a session with a trusted peer: only then are its bytes billable);
     ``on_change()`` after the link goes up or down; ``on_session()`` when the device-relay session starts
     a handshake (the timer task reschedules)."""
 
@@ -76,9 +77,12 @@ class RelayClient:
         self._spawn = spawn
         self.ready = False
         self.deliveries = 0
-        self.delivered_bytes = 0   # DELIVER message bytes, all links (billable: node/payments.py)
+        self.delivered_bytes = 0   # DELIVER bytes whose frame opened (billable: node/payments.py), all links
+        self.unbillable_dropped = 0   # DELIVERs whose frame did not open (junk, replay, no session): not billed
         self.malformed = 0
         self.on_control: Callable[[bytes, bytes], Awaitable[list[bytes]]] | None = None   # payments
+        self.on_discovery: Callable[[RelayClient, bytes], None] | None = None   # issue 15 (discovery/service.py)
+        self.hint_penalty = 0.0   # seconds added to paths through this relay: its load/price hints (issue 15)
         self._client = ReconnectingClient(client_config, self._hello, self._on_link, dial=dial, peer=key)
         self._running: Running | None = None
 
@@ -162,8 +166,12 @@ class RelayClient:
                 self.malformed += 1
                 return
             self.deliveries += 1
-            self.delivered_bytes += len(message)
-            self._on_delivery(source, inner, self)
+            # Billable only once the end-to-end frame opened under a session with a trusted peer (issue 10:
+            # junk, replays and frames from peers we have no session with are not paid for).
+            if self._on_delivery(source, inner, self):
+                self.delivered_bytes += len(message)
+            else:
+                self.unbillable_dropped += 1
         elif kind == _LOCAL:
             if is_bare_control(message[1:]):   # the old cleartext form: refused
                 self.cleartext_refused += 1
@@ -180,6 +188,8 @@ class RelayClient:
             for payload in opened.controls:
                 if self.on_control is not None and is_control(payload):
                     self._spawn(self._control(link, payload), "relay control")
+                elif self.on_discovery is not None and payload[:1] == b"\xfc":   # issue 15: discovery/messages.py
+                    self.on_discovery(self, payload)
         else:
             self.malformed += 1
 
@@ -237,6 +247,7 @@ class RelayClient:
         return {"public_key": self.key.hex(), "url_host": self.host, "connected": self.ready,
                 "rtt_ms": round(link.latency * 1000, 3) if link is not None else None,
                 "attempts": self._client.attempts, "deliveries": self.deliveries,
+                "unbillable_dropped": self.unbillable_dropped,
                 "rekeys": self.session.counters.rekeys}
 
 

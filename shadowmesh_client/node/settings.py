@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from shadowmesh_client.api.settings import ApiSettings
 from shadowmesh_client.daemon_common import LINK_MAX_MESSAGE_BYTES, MAX_FRAME_BYTES, node_link_limits
 from shadowmesh_client.relay.guard import GuardConfig
+from shadowmesh_client.routing.settings import RoutingSettings
 from shadowmesh_client.transport import LinkLimits
+from shadowmesh_client.userspace.settings import StreamSettings
 
 __all__ = ["LINK_MAX_MESSAGE_BYTES", "MAX_FRAME_BYTES", "node_link_limits"]  # re-exported (their home: daemon_common)
 
@@ -84,3 +86,12 @@ class NodeSettings:
     state_dir: str | None = None         # handshake floors (relay/floors.py); None: in memory only
     handshake_guard: GuardConfig | None = field(default_factory=GuardConfig)   # accept hook; None: off
     api: ApiSettings | None = None       # local API + dashboard (api/); None: off (the CLI turns it on)
+    routing: RoutingSettings | None = None   # issue 14 (routing/, dns/): names, IPv6, exit, subnets, QoS; None: off
+    # ---- userspace mode and streams (issue 18, docs/userspace.md) ----
+    userspace: bool = False              # no TUN device (userspace/sink.py): runs unprivileged, no pyroute2
+    streams: StreamSettings = field(default_factory=StreamSettings)   # proxies, forwards, exposed ports
+    # ---- discovery, NAT traversal, sessions on demand (issue 15, docs/discovery.md) ----
+    on_demand: bool = False              # sessions/dialers on first packet or hello; idle ones dropped
+    idle_timeout: float = 180.0          # seconds without packets before an on-demand session is dropped
+    discovery: bool = False              # publish/refresh a signed endpoint record, NAT traversal (discovery/)
+    punch_port: int = 0                  # local TCP port of relay links and hole punching; 0: chosen at start

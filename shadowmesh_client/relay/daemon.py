@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from shadowmesh_client.daemon_common import first_sync, start_metrics_server, write_status_file
+from shadowmesh_client.daemon_common import first_sync, listen_address, start_metrics_server, write_status_file
 from shadowmesh_client.directory import DirectorySource
 from shadowmesh_client.directory.trust import TrustPolicy
 from shadowmesh_client.errors import ConfigError
@@ -54,6 +54,7 @@ from shadowmesh_client.observability.snapshot import Published, SnapshotCollecto
 from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
 from shadowmesh_client.relay.control import MAX_BLOCK_SECONDS, decode_block, is_bare_control
 from shadowmesh_client.relay.door import Door
+from shadowmesh_client.relay.envelope import encode_local
 from shadowmesh_client.relay.floors import open_floors
 from shadowmesh_client.relay.guard import Challenge
 from shadowmesh_client.relay.server import RelayServer
@@ -101,7 +102,9 @@ class RelayDaemon:
         self.sweeps = 0
         self.server: Any = None            # RelayServer, from run() on
         self.billing: Any = None           # relay.billing.RelayBilling when settings.payments is set
+        self.cluster: Any = None           # relay.cluster.ClusterMesh when settings.cluster is set (issue 13)
         self.metrics_server = None         # daemon_common.start_metrics_server's server, while running
+        self.listen_address: str | None = None   # HOST:PORT bound, once run() chose it
         self.metrics_host = metrics_host   # address of the metrics port (0.0.0.0 in a container)
         self.metrics_per_device = metrics_per_device   # also shadowmesh_relay_device_bytes{device}: high cardinality
         self.published = Published()       # observability: the loop's latest snapshot, read by the HTTP thread
@@ -109,6 +112,9 @@ class RelayDaemon:
         self.api: Any = None               # api.server.ApiServer while running (settings.api)
         self.started_at = time.time()
         self._changed = asyncio.Event()    # set by directory changes; cleared by the sweeper
+        from shadowmesh_client.discovery.relay_side import RelayDiscovery  # issue 15 (docs/discovery.md)
+
+        self.discovery = RelayDiscovery(self)
 
     # ---- figures other code reads (bench, status) -------------------------------------------------------
     @property
@@ -172,6 +178,8 @@ class RelayDaemon:
                     log.info("device %s blocked frames from %s for %d s", key.hex()[:8], source.hex()[:8], seconds)
             elif self.billing is not None and is_control(message):
                 payments.append(message)
+            elif message[:1] == b"\xfc":   # issue 15: discovery (DHT, observed address, candidates), sealed back
+                replies += self.door.seal(key, self.discovery.on_message(key, bytes(message)))
         if payments:
             self._account()   # the receipt is checked against every byte received before it
             return self._billing_replies(key, replies, payments)
@@ -193,14 +201,21 @@ class RelayDaemon:
         """Disconnect devices the directory no longer trusts; fold the core's counters into the totals.
         Called only by the sweeper task (one at a time)."""
         self.sweeps += 1
+        self.discovery.tick()   # issue 15: the relay's own record (load/price hints), DHT contacts
         for key in self.door.forget_untrusted({link.peer for link in list(self.server.links)}):
             if await self.server.disconnect(key):
                 self.disconnected += 1
                 log.info("device %s disconnected: no longer trusted by the directory", key.hex()[:8])
         self._account()
 
+    def _on_presence(self, key: bytes, present: bool) -> None:
+        self.cluster.on_presence(key, present)
+
     def _account(self) -> None:
-        billable = self.usage.fold(self.server.core.take_usage())
+        usage = self.server.core.take_usage()
+        if self.cluster is not None:   # bytes of devices another member holds are that member's to bill
+            usage = self.cluster.local_usage(usage)
+        billable = self.usage.fold(usage)
         if self.billing is not None:
             for key, n in billable.items():
                 self.billing.add_usage(key, n)
@@ -222,6 +237,17 @@ class RelayDaemon:
             await asyncio.sleep(SETTLE_SECONDS)
             self._account()
             await self.billing.settle({link.peer for link in self.server.links})
+            self._send_notices()
+
+    def _send_notices(self) -> None:
+        """RELAY_NOTICEs (why a device is no longer carried, or carried again; issue 11 item 2), sealed in
+        the device's session. Best effort: a link with no room now skips it (the status file has it too)."""
+        for key, payload in self.billing.take_notices().items():
+            link = self.server.core.link_of(key)
+            if link is None:
+                continue
+            for frame in self.door.seal(key, [payload]):
+                link.send_nowait(encode_local(frame))
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -239,19 +265,34 @@ class RelayDaemon:
             if s.payments is not None:
                 from shadowmesh_client.relay.billing import RelayBilling
 
-                self.billing = await RelayBilling.open(s.payments, me.owner)
-            host, _, port = s.listen.rpartition(":")
+                if s.cluster is not None and s.cluster.ledger_url:   # the cluster's shared ledger (PostgreSQL)
+                    from shadowmesh_client.relay.cluster.billing import ClusterBilling
+
+                    self.billing = await ClusterBilling.open_shared(s.payments, me.owner, s.cluster.ledger_url)
+                else:
+                    self.billing = await RelayBilling.open(s.payments, me.owner)
+            # settings.listen None: 0.0.0.0 and the published endpoint's port (daemon_common.listen_address)
+            self.listen_address = listen_address(s.listen, self.endpoint or me.endpoint, "relay") or "0.0.0.0:443"
+            host, _, port = self.listen_address.rpartition(":")
             path = s.path or urlsplit(self.endpoint or me.endpoint or "").path or "/"
             cfg = ServerConfig(host=host, port=int(port), path=path, tls_cert=s.tls_cert, tls_key=s.tls_key,
                                limits=relay_link_limits(),
                                site_mtime=site_mtime_for(s.state_dir))  # per-installation decoy validators
             self.server = RelayServer(cfg, relay_core_config(s), self.authenticate, on_local=self.on_local,
-                                      transport=self.transport)
+                                      transport=self.transport,
+                                      presence=self._on_presence if s.cluster is not None else None)
+            if s.cluster is not None:
+                from shadowmesh_client.relay.cluster import ClusterMesh, network_binding
+
+                self.cluster = ClusterMesh(self.identity, self.trust, self.server, s.cluster, network_binding(d),
+                                           transport=self.transport, device_limits=cfg.limits)
             if self.billing is not None:
                 self.billing.attach(self.server.core)
             unsubscribe = d.subscribe(self.on_directory_change)
             try:
                 await self.server.start()
+                if self.cluster is not None:
+                    await self.cluster.start()
                 if s.metrics_port:
                     from shadowmesh_client.relay.metrics import RelayCollector
 
@@ -260,13 +301,15 @@ class RelayDaemon:
                     self.metrics_server = start_metrics_server(
                         s.metrics_port, SnapshotCollector(self.published, DIRECTORY + RELAY), self.metrics_host,
                         published=self.published, extra=extra)
-                log.info("relay %s listening on %s", self.identity.public_key.hex()[:16], s.listen)
+                log.info("relay %s listening on %s", self.identity.public_key.hex()[:16], self.listen_address)
                 self.write_status()
                 await self._start_api()
                 await self._supervise(stop)
             finally:
                 unsubscribe()
                 await self._close_api()   # after _supervise awaited its sampler task
+                if self.cluster is not None:
+                    await self.cluster.close()   # after _supervise awaited its dialers; before the server
                 await self.server.close()   # awaits its link handlers, writers and LOCAL replies
                 self._account()
         finally:
@@ -290,6 +333,8 @@ class RelayDaemon:
             jobs["api"] = self.api.run()
         if self.billing is not None:
             jobs["billing"] = self._biller()
+        if self.cluster is not None:
+            jobs["cluster"] = self.cluster.run()
         if self.metrics_server is not None:
             jobs["metrics"] = publish_forever(self.figures.build, self.published)
         tasks = {loop.create_task(job, name=f"relay-{name}"): name for name, job in jobs.items()}
@@ -336,12 +381,13 @@ class RelayDaemon:
         server = self.server
         return {"public_key": self.identity.public_key.hex(), "pid": os.getpid(), "started_at": self.started_at,
                 "port": self._port(),
-                "devices_connected": len(server.core) if server is not None else 0,
+                "devices_connected": len(server.links) if server is not None else 0,
                 "connected_devices": sorted({link.peer.hex() for link in server.links}) if server else [],
                 "usage": self.usage.as_dict(), "drops": dict(self.usage.drops), "refused": self.refused,
                 "disconnected": self.disconnected,
                 "decoys_served": server.server.decoys_served if server else 0,
-                "payments": self.billing.status() if self.billing is not None else None}
+                "payments": self.billing.status() if self.billing is not None else None,
+                **({"cluster": self.cluster.status()} if self.cluster is not None else {})}
 
     def _port(self) -> int | None:
         try:

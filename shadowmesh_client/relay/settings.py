@@ -23,6 +23,7 @@ from shadowmesh_client.transport.config import LinkLimits
 
 if TYPE_CHECKING:  # billing imports web3 (through rewards.onchain): only for the annotation
     from shadowmesh_client.relay.billing import BillingSettings
+    from shadowmesh_client.relay.cluster.settings import ClusterSettings
 
 # ---- tick lengths ---------------------------------------------------------------------------------------
 SWEEP_SECONDS = 1.0
@@ -61,7 +62,7 @@ collected, just in fewer, larger rounds."""
 
 @dataclass(frozen=True)
 class RelaySettings:
-    listen: str = "0.0.0.0:443"        # HOST:PORT
+    listen: str | None = "0.0.0.0:443"   # HOST:PORT; None: 0.0.0.0:<published endpoint's port>
     path: str | None = None            # secret path; default: the path of the published endpoint
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -76,6 +77,7 @@ class RelaySettings:
     messages_per_second: float | None = 10_000.0   # per device (messages); None: no limit (core.RelayConfig)
     accept_cleartext_control: bool = True        # serve old devices' bare payments messages (in the clear)
     api: ApiSettings | None = None               # local API + dashboard (api/); None: off (the CLI turns it on)
+    cluster: ClusterSettings | None = None       # relay cluster member (relay/cluster/, issue 13); None: alone
 
 
 def relay_link_limits() -> LinkLimits:

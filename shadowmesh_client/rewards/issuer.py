@@ -13,6 +13,15 @@ wrote off on the relay's word (:meth:`on_relay_count`). The relay's own figure (
 only to round the next receipt up within that tolerance, so in-flight data the relay has already counted
 does not look unreceipted to it forever; it never raises ``counted``.
 
+Price (payments v2, issue 10 "price agreed at session start"): a receipt carries the price the device
+accepted when its session with the relay started: the relay's advertised ``relayPrice`` read on chain at
+connect (:meth:`ReceiptIssuer.start_session`), if it is at most ``max_price_per_byte``. Until a price is
+accepted the issuer signs nothing; within a session it never signs a higher price than the one it accepted
+(a relay that raises its price mid-session gets the old one; the new one only after a reconnect). Because a
+receipt's price applies to every unpaid byte of the channel, a price RISE between sessions is signed only
+once the chain has paid up to the last receipt signed at the old price; until then the device signs the
+lower, old price (docs/payments-v2-interface.md "What the device/payer client must do").
+
 Converging after the relay lost part of its count (docs/payments.md "Lost counts"): a relay killed before it
 persisted its latest usage, or a link that died with data the relay never received, leaves the relay's count
 below the device's for good, so every later receipt would be rejected OVER_COUNT and the device cut off when
@@ -39,7 +48,8 @@ class IssuerConfig:
     signing costs ~4 ms of CPU, so at 1 Gbit/s that is ~8 receipts/s, ~3 % of a core); ``every_seconds``: or once
     this long has passed with any new bytes (default 10 s); ``tolerance_bytes``: how far above its own count
     the device will follow the relay's count (in-flight data, default 256 KiB); ``max_price_per_byte``: the
-    highest price the device accepts, SMT base units per byte (written into every receipt)."""
+    highest advertised price the device accepts at session start, SMT base units per byte (a relay charging
+    more gets no receipts, and stops carrying the device after its credit)."""
 
     every_bytes: int = 16 * MB
     every_seconds: float = 10.0
@@ -65,7 +75,9 @@ class ReceiptIssuer:
         self.config = config
         self.domain = domain
         self._account = account  # eth-account LocalAccount: payer or a signer authorised with setReceiptSigner
-        self._template = Receipt(payer, device_id, relay, 0, config.max_price_per_byte)
+        self._template = Receipt(payer, device_id, relay, 0, 0)
+        self.price: int | None = None    # the price accepted for the current session (None: sign nothing)
+        self.refused_price: int | None = None   # an advertised price above max_price_per_byte (status)
         self.counted = baseline          # bytes this device counted for the relay, cumulative, minus written_off
         self.signed = baseline           # floor of the next receipt: the last one signed (lowered by a correction)
         self.highest = baseline          # the highest cumulative ever signed (acks above it are not ours)
@@ -79,6 +91,27 @@ class ReceiptIssuer:
     @property
     def channel(self) -> Receipt:
         return self._template
+
+    def start_session(self, advertised: int, paid: int | None = None) -> bool:
+        """A new session with the relay: accept its ``advertised`` price (``relayPrice``, read on chain at
+        connect) if it is at most ``max_price_per_byte``; ``paid``: ``paidBytes`` of this channel read at the
+        same time (None: unknown). Returns whether receipts will be signed in this session."""
+        self.price = None
+        if advertised > self.config.max_price_per_byte:
+            self.refused_price = advertised
+            return False
+        self.refused_price = None
+        price = advertised
+        last = self.last
+        if last is not None and last.receipt.price_per_byte < price and (paid is None or
+                                                                         paid < last.receipt.cumulative_bytes):
+            price = last.receipt.price_per_byte   # a rise re-prices unpaid bytes: keep the old price until paid
+        self.price = price
+        return price > 0
+
+    def end_session(self) -> None:
+        """The link to the relay closed: sign nothing until the next session's price is accepted."""
+        self.price = None
 
     def record(self, nbytes: int) -> None:
         """Add ``nbytes`` billable bytes (see module docstring) to the device's own count."""
@@ -97,6 +130,8 @@ class ReceiptIssuer:
         return max(want, self.signed)
 
     def due(self, now: float) -> bool:
+        if not self.price:
+            return False
         new = self.target() - self.signed
         if new <= 0:
             return False
@@ -104,13 +139,13 @@ class ReceiptIssuer:
 
     def poll(self, now: float, *, force: bool = False) -> SignedReceipt | None:
         """A new signed receipt if one is due (or ``force`` and there is anything new), else None."""
-        if not (self.due(now) or (force and self.target() > self.signed)):
+        if not self.price or not (self.due(now) or (force and self.target() > self.signed)):
             return None
         cumulative = self.target()
         assert cumulative <= self.limit()  # the guarantee of this module
         signed = sign_receipt(self.domain, Receipt(self._template.payer, self._template.device_id,
-                                                   self._template.relay, cumulative,
-                                                   self._template.max_price_per_byte), self._account)
+                                                   self._template.relay, cumulative, self.price),
+                              self._account)
         self.signed, self._signed_at, self.last = cumulative, now, signed
         self.highest = max(self.highest, cumulative)
         self._open[cumulative] = None
@@ -160,6 +195,8 @@ class ReceiptIssuer:
             raise ReceiptError("the relay's stored receipt is not signed by this device's signer: ignored")
         self.acked = max(self.acked, rc.cumulative_bytes)
         self.highest = max(self.highest, rc.cumulative_bytes)
+        if self.last is None or rc.cumulative_bytes >= self.last.receipt.cumulative_bytes:
+            self.last = stored   # its price is the channel's price for unpaid bytes (start_session)
         if rc.cumulative_bytes <= self.signed:
             return False
         self.counted = max(self.counted, rc.cumulative_bytes)

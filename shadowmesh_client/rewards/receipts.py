@@ -1,9 +1,11 @@
 """EIP-712 relay receipts: build, sign, verify (docs/payments.md, docs/contracts.md "Relay payments").
 
 A :class:`Receipt` is the contract's ``Receipt(address payer,bytes32 deviceId,address relay,uint256
-cumulativeBytes,uint256 maxPricePerByte)`` under the domain ``{name: "ShadowMesh", version: "1", chainId,
-verifyingContract: the token}`` (:class:`ReceiptDomain`). The device signs its EIP-712 digest with a secp256k1
-key (the payer's or a signer the payer authorised with ``setReceiptSigner``); the signature travels and is
+cumulativeBytes,uint256 pricePerByte)`` (payments v2, docs/payments-v2-interface.md) under the domain
+``{name: "ShadowMesh", version: "1", chainId, verifyingContract: the token}`` (:class:`ReceiptDomain`).
+``pricePerByte`` is the relay's advertised price the device accepted at session start; the contract pays
+exactly it. The device signs the EIP-712 digest with a secp256k1 key (the payer's, or a signer the payer
+bound to this device id with ``authorizeSigner``); the signature travels and is
 submitted in EIP-2098 compact form ``(r, vs)`` with ``vs = s | ((v - 27) << 255)`` (``SignedReceipt`` in
 IShadowMeshToken.sol). Units: bytes; price in SMT base units (10**-18 SMT) per byte.
 
@@ -44,7 +46,7 @@ RECEIPT_TYPES = {
         {"name": "deviceId", "type": "bytes32"},
         {"name": "relay", "type": "address"},
         {"name": "cumulativeBytes", "type": "uint256"},
-        {"name": "maxPricePerByte", "type": "uint256"},
+        {"name": "pricePerByte", "type": "uint256"},
     ],
 }
 
@@ -80,14 +82,15 @@ class ReceiptDomain:
 
 @dataclass(frozen=True)
 class Receipt:
-    """The signed statement "relay has carried cumulative_bytes for (payer, device_id), at most
-    max_price_per_byte each". Addresses are normalised to checksum form; device_id is 32 bytes."""
+    """The signed statement "relay has carried cumulative_bytes for (payer, device_id), at price_per_byte
+    each" (SMT base units per byte: the price agreed at session start). Addresses are normalised to checksum
+    form; device_id is 32 bytes."""
 
     payer: str
     device_id: bytes
     relay: str
     cumulative_bytes: int
-    max_price_per_byte: int
+    price_per_byte: int
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "payer", _address(self.payer, "payer"))
@@ -96,7 +99,7 @@ class Receipt:
             raise ReceiptError("device id must be 32 bytes (the registry's bytes32 device id)")
         object.__setattr__(self, "device_id", bytes(self.device_id))
         _uint(self.cumulative_bytes, "cumulative bytes")
-        _uint(self.max_price_per_byte, "max price per byte")
+        _uint(self.price_per_byte, "price per byte")
 
     def typed_data(self, domain: ReceiptDomain) -> dict:
         return {
@@ -104,7 +107,7 @@ class Receipt:
             "primaryType": "Receipt",
             "domain": domain.as_eip712(),
             "message": {"payer": self.payer, "deviceId": self.device_id, "relay": self.relay,
-                        "cumulativeBytes": self.cumulative_bytes, "maxPricePerByte": self.max_price_per_byte},
+                        "cumulativeBytes": self.cumulative_bytes, "pricePerByte": self.price_per_byte},
         }
 
     def digest(self, domain: ReceiptDomain) -> bytes:
@@ -148,9 +151,9 @@ class SignedReceipt:
             raise ReceiptError("receipt signature does not recover to any address") from None
 
     def as_contract_tuple(self) -> tuple:
-        """``IShadowMeshToken.SignedReceipt``: (payer, deviceId, cumulativeBytes, maxPricePerByte, r, vs)."""
+        """``IShadowMeshToken.SignedReceipt``: (payer, deviceId, cumulativeBytes, pricePerByte, r, vs)."""
         rc = self.receipt
-        return (rc.payer, rc.device_id, rc.cumulative_bytes, rc.max_price_per_byte, self.r, self.vs)
+        return (rc.payer, rc.device_id, rc.cumulative_bytes, rc.price_per_byte, self.r, self.vs)
 
     def with_receipt(self, **changes) -> SignedReceipt:
         """The same signature over a receipt with some fields changed (tests: what a cheating relay sends)."""

@@ -3,8 +3,9 @@
 Spec "Network Layer": each device has one IPv4 address in the overlay 100.64.0.0/10 (RFC 6598),
 configured with the overlay prefix length so the kernel routes the whole overlay into the device.
 IPv6 is switched off on the device (sysctl ``disable_ipv6``) before the link comes up, so the kernel
-sends no router solicitations into the tunnel. Every step is idempotent: calling ``configure`` again
-with the same arguments changes nothing and does not fail.
+sends no router solicitations into the tunnel; with ``address6`` (issue 14: the network's ULA address,
+routing/overlay6.py) IPv6 stays on without a link-local address or router advertisements. Every step
+is idempotent: calling ``configure`` again with the same arguments changes nothing and does not fail.
 
 Two entry points: ``configure`` (blocking, for scripts and tests without an event loop) and
 ``configure_async`` (what the daemons await: the netlink work runs in the loop's default executor, so the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import socket
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +66,29 @@ def _disable_ipv6(name: str, netns: str | None) -> None:
             pass  # kernel without IPv6: nothing to switch off
 
 
+def _parse6(address6: str | None) -> ipaddress.IPv6Interface | None:
+    if address6 is None:
+        return None
+    try:
+        iface = ipaddress.ip_interface(address6)
+    except ValueError:
+        iface = None
+    if not isinstance(iface, ipaddress.IPv6Interface):
+        raise ConfigError(f"tun IPv6 address must look like fd00:1::6440:1/48, got {address6!r}")
+    return iface
+
+
+def _ipv6_quiet(name: str, netns: str | None) -> None:
+    """IPv6 on, but no autoconfigured link-local address (addr_gen_mode 1) and no router advertisements."""
+    with enter_netns(netns):
+        for key, value in (("disable_ipv6", "0"), ("addr_gen_mode", "1"), ("accept_ra", "0")):
+            try:
+                with open(f"/proc/sys/net/ipv6/conf/{name}/{key}", "w") as f:
+                    f.write(value)
+            except FileNotFoundError:
+                pass
+
+
 _helper: ThreadPoolExecutor | None = None
 _helper_lock = threading.Lock()
 
@@ -95,6 +120,7 @@ def configure(
     netns: str | None = None,
     up: bool = True,
     disable_ipv6: bool = True,
+    address6: str | None = None,
 ) -> None:
     """Configure the existing device ``name``: address (e.g. ``"100.64.0.7/10"``), MTU in bytes,
     extra ``routes`` through the device (the address's own prefix is routed already), link up.
@@ -108,8 +134,9 @@ def configure(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return _configure(name, iface, mtu, nets, netns, up, disable_ipv6)
-    return _helper_pool().submit(_configure, name, iface, mtu, nets, netns, up, disable_ipv6).result()
+        return _configure(name, iface, mtu, nets, netns, up, disable_ipv6, _parse6(address6))
+    return _helper_pool().submit(_configure, name, iface, mtu, nets, netns, up, disable_ipv6,
+                                 _parse6(address6)).result()
 
 
 def _configure(
@@ -120,8 +147,11 @@ def _configure(
     netns: str | None,
     up: bool,
     disable_ipv6: bool,
+    iface6: ipaddress.IPv6Interface | None = None,
 ) -> None:
-    if disable_ipv6:
+    if iface6 is not None:    # issue 14: the overlay's IPv6 address, no link-local, no router solicitations
+        _ipv6_quiet(name, netns)
+    elif disable_ipv6:
         _disable_ipv6(name, netns)
     step = "connect to netlink"
     try:
@@ -143,6 +173,14 @@ def _configure(
             if up:
                 step = "set link up"
                 ipr.link("set", index=index, state="up")
+            if iface6 is not None:
+                step = f"add address {iface6}"
+                try:
+                    ipr.addr("add", index=index, address=str(iface6.ip), prefixlen=iface6.network.prefixlen,
+                             family=socket.AF_INET6)
+                except NetlinkError as e:
+                    if e.code != errno.EEXIST:
+                        raise
             for net in nets:
                 step = f"add route {net}"
                 ipr.route("replace", dst=str(net.network_address), dst_len=net.prefixlen, oif=index)
@@ -163,8 +201,11 @@ async def configure_async(
     netns: str | None = None,
     up: bool = True,
     disable_ipv6: bool = True,
+    address6: str | None = None,
 ) -> None:
     """``configure`` without blocking the event loop: arguments are checked here (ConfigError at once),
-    the netlink work runs in the loop's default executor (no executor of its own per call)."""
+    the netlink work runs in the loop's default executor (no executor of its own per call).
+    ``address6``: the overlay's IPv6 address with its prefix (issue 14, e.g. ``fd12:3456:789a::6440:7/48``):
+    IPv6 stays on, without a link-local address or router solicitations."""
     iface, nets = _checked(name, address, mtu, routes)
-    await asyncio.to_thread(_configure, name, iface, mtu, nets, netns, up, disable_ipv6)
+    await asyncio.to_thread(_configure, name, iface, mtu, nets, netns, up, disable_ipv6, _parse6(address6))

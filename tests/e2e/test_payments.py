@@ -2,9 +2,11 @@
 namespaces, real TUN devices, real `shadowmesh-client set-price / deposit / claim / balance` commands.
 
 Topology (meshlab / mesh_topology): the relay (its own owner account, price PRICE) on the public segment,
-B behind NAT 1 and C behind NAT 2 (owner account 1, which deposits), D on the public host ``a`` (same owner,
-``payments.sign_receipts: false``, no endpoint). B->C and D->C can only go through the relay. One chain and
-one mesh for the module; tests run in file order (claim, cut-off, kill -9 of the relay under load).
+B behind NAT 1 and C behind NAT 2 (owner account 1, which funds a reserve for the relay: payments v2), D on
+the public host ``a`` (owner account 3 with a reserve too, ``payments.sign_receipts: false``, no endpoint:
+credit is per payer, so a payer's own non-signing device would stop its other devices as well).
+B->C and D->C can only go through the relay. One chain and one mesh for the module; tests run in file order
+(claim, cut-off with the relay's notice, kill -9 of the relay under load).
 """
 
 from __future__ import annotations
@@ -51,15 +53,13 @@ def lab(tmp_path_factory):
         lab.relay = lab.add_device("relay", net, endpoint=RELAY_URL, relay=True, owner=2)
         lab.b = lab.add_device("b", net)
         lab.c = lab.add_device("c", net)
-        lab.d = lab.add_device("d", net, ns="a")
+        lab.d = lab.add_device("d", net, ns="a", owner=3)
         _payments(lab.relay, credit_bytes=CREDIT)
         for dev in (lab.b, lab.c):
             _payments(dev, **DEVICE_PAYMENTS)
         _payments(lab.d, sign_receipts=False)
-        payer = json.loads(lab.cli("b", lab.b.config, "balance", "--json").stdout)["address"]
-        lab.mint(payer, 10 * 10**18)
-        lab.cli("b", lab.b.config, "deposit", "5")
-        lab.cli("relay", lab.relay.config, "set-price", str(PRICE))
+        lab.setup_payments(lab.b, lab.relay, reserve="5", price=PRICE)   # before the sessions start
+        lab.setup_payments(lab.d, lab.relay, reserve="5", price=PRICE)
         lab.start_relay(lab.relay)
         for dev in (lab.b, lab.c):
             lab.start_node(dev)
@@ -110,7 +110,8 @@ def connect(lab, src, dst) -> None:
 
 def test_relay_is_paid_price_times_receipted_bytes_and_only_once(lab):
     connect(lab, lab.b, lab.c)
-    assert lab.peer(lab.b, lab.c)["path"].startswith("relay:")
+    lab.wait_for(lambda: (lab.peer(lab.b, lab.c).get("path") or "").startswith("relay:"), 10,
+                 "B's path to C through the relay (status file rewritten every second)")
     sent = send(lab, lab.b, lab.c, SIZE, 5201)
     assert sent["bytes"] == SIZE
     for dev in (lab.b, lab.c):
@@ -154,6 +155,10 @@ def test_device_that_does_not_sign_is_cut_off_after_its_credit(lab):
     assert st["payments"]["devices"][lab.d.public_key]["decision"] == "credit exceeded"
     assert st["drops"].get("unpaid", 0) > 0
     assert st["payments"]["devices"][lab.d.public_key]["receipted"] == 0
+    # Issue 11 item 2: the relay told D why (a sealed RELAY_NOTICE), and D shows it.
+    notice = lab.wait_for(lambda: ((lab.status(lab.d).get("payments") or {}).get("relays", {})
+                                   .get(lab.relay.public_key, {}).get("notice")), 10, "D's relay notice")
+    assert not notice["carrying"] and notice["reason"] == "credit_exceeded" and notice["what_to_do"]
     r = lab.topo.run("a", ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", lab.c.overlay], check=False)
     assert r.returncode != 0, "traffic still flows for a device over its credit"
     lab.stop(lab.d)

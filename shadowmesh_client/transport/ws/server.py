@@ -148,7 +148,11 @@ class LinkServer:
         self._ws = Server(self._handler, process_response=self._process_response, server_header=None,
                           open_timeout=limits.open_timeout, logger=_ws_logger)
         loop = asyncio.get_running_loop()
-        self._tcp = await loop.create_server(lambda: _Front(self), self.config.host, self.config.port)
+        try:
+            self._tcp = await loop.create_server(lambda: _Front(self), self.config.host, self.config.port)
+        except BaseException:
+            self._ws = None   # nothing listens: close() has nothing to close (and the OSError is not hidden)
+            raise
         self._ws.wrap(self._tcp)
 
     async def close(self) -> None:

@@ -89,7 +89,8 @@ def test_troubleshoot_and_config_review():
     bad = analyze_config({"network_id": "x"})
     assert not bad["valid"] and bad["issues"][0]["severity"] == "error"
     review = analyze_config({"rpc_url": "http://203.0.113.5:8545", "chain_id": 137, "registry": "0x" + "22" * 20,
-                             "network_id": 1, "endpoint": "ws://h.example:80/a", "tun": {"mtu": 1000}})
+                             "network_id": 1, "endpoint": "ws://h.example:80/a", "tun": {"mtu": 1000},
+                             "confirmations": 0})   # unset, a public chain now gets 12 (config.confirmations_for)
     assert {i["field"] for i in review["issues"]} >= {"rpc_url", "endpoint", "confirmations", "tun.mtu"}
 
 

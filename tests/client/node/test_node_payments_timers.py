@@ -27,7 +27,8 @@ def test_receipts_are_signed_for_relayed_traffic_and_acks_are_applied():
         mesh = Mesh()
         relay = mesh.relay()
         setup = PaymentSetup(ReceiptDomain(31337, "0x" + "33" * 20), Account.create(),
-                             IssuerConfig(every_bytes=2_000, every_seconds=0.2))
+                             IssuerConfig(every_bytes=2_000, every_seconds=0.2),
+                             chain_reads=lambda relay, payer, device: (1, 0))   # relayPrice 1, nothing paid
         a, c = mesh.node("a", endpoint=False, payments=setup), mesh.node("c", endpoint=False)
         mesh.start()
         await mesh.ready()

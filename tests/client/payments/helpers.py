@@ -1,4 +1,5 @@
-"""Shared set-up for payment tests: a funded payer with a deposit, a relay with a price, a ledger."""
+"""Shared set-up for payment tests: a funded payer with a reserve for a relay (payments v2), a relay with a
+price, a ledger."""
 
 from __future__ import annotations
 
@@ -28,23 +29,32 @@ class Parties:
 
 
 def setup_parties(env, *, deposit: int, price: int, wallet: int | None = None) -> Parties:
+    """``deposit``: put in the payer's reserve for the relay (only that relay can claim from it)."""
     payer = env.new_account(smt=wallet if wallet is not None else deposit)
     relay = env.new_account()
-    env.chain.transact(payer, env.token.functions.deposit(deposit))
+    if deposit:
+        env.chain.transact(payer, env.token.functions.depositToReserve(relay.address, deposit))
     env.chain.transact(relay, env.token.functions.setRelayPrice(price))
     return Parties(payer, relay, os.urandom(32), price, deposit)
 
 
-def open_ledger(env, path: Path, relay: str, **kw) -> ReceiptLedger:
+def binding_of(env):
     token = env.token
-    cache = SignerCache(lambda payer, signer: token.functions.isReceiptSigner(payer, signer).call())
-    return ReceiptLedger(path, env.chain.domain, relay, cache, **kw)
+
+    def binding(payer, signer, device_id):
+        return (token.functions.isReceiptSigner(payer, signer, device_id).call(),
+                token.functions.signerBinding(payer, signer, device_id).call()[4])
+    return binding
+
+
+def open_ledger(env, path: Path, relay: str, **kw) -> ReceiptLedger:
+    return ReceiptLedger(path, env.chain.domain, relay, SignerCache(binding_of(env)), **kw)
 
 
 def signed(env, p: Parties, cumulative: int, *, signer=None, device_id: bytes | None = None,
-           max_price: int | None = None):
+           price: int | None = None):
     rc = Receipt(p.payer.address, device_id or p.device_id, p.relay.address, cumulative,
-                 max_price if max_price is not None else p.price)
+                 price if price is not None else p.price)
     return sign_receipt(env.chain.domain, rc, signer or p.payer)
 
 

@@ -46,47 +46,58 @@ def run(config: Path, *args, ok=True):
     return r
 
 
-def test_device_owner_deposits_checks_balance_and_withdraws_after_notice(chain_env, tmp_path):
+def test_device_owner_deposits_into_a_reserve_binds_a_signer_and_withdraws_after_notice(chain_env, tmp_path):
     payer = chain_env.new_account(smt=20 * SMT)
+    relay = chain_env.new_account().address
     config = node(tmp_path / "payer", chain_env, payer)
-    assert "deposited 12.5 SMT (escrow now 12.5 SMT)" in run(config, "deposit", "12.5").output
+    assert "deposited 2.5 SMT (unallocated now 2.5 SMT" in run(config, "deposit", "2.5").output
+    out = run(config, "deposit", "--relay", relay, "12.5").output
+    assert f"reserve for {relay}: +12.5 SMT from the wallet (now 12.5 SMT)" in out
     b = json.loads(run(config, "balance", "--json").output)
-    assert b["wallet"] == "7.5" and b["escrow"] == "12.5" and b["unlock_at"] == 0
+    assert b["wallet"] == "5" and b["unallocated"] == "2.5" and b["escrow"] == "15"
+    assert [(r["relay"], r["guaranteed"], r["unlock_at"]) for r in b["reserves"]] == [(relay, "12.5", 0)]
 
-    err = run(config, "withdraw", ok=False)
-    assert err.output.startswith("error: no withdrawal is pending") and "Traceback" not in err.output
+    err = run(config, "withdraw", "--relay", relay, ok=False)
+    assert err.output.startswith("error: no withdrawal from the reserve") and "Traceback" not in err.output
     assert "error:" in run(config, "deposit", "1.0000000000000000001", ok=False).output  # 19 decimals
     assert "cannot deposit 100 SMT" in run(config, "deposit", "100", ok=False).output  # checked before any tx
 
     hot = Account.create().address
-    assert "may sign receipts" in run(config, "authorize-signer", hot).output
-    assert chain_env.token.functions.isReceiptSigner(payer.address, hot).call()
-    run(config, "authorize-signer", hot, "--revoke")
-    assert not chain_env.token.functions.isReceiptSigner(payer.address, hot).call()
+    device = "0x" + "ab" * 32
+    assert "give --cap" in run(config, "authorize-signer", hot, "--device-id", device, ok=False).output
+    out = run(config, "authorize-signer", hot, "--device-id", device, "--cap", "1", "--period", "3600").output
+    assert "may sign receipts for 0xabab" in out and "at most 1 SMT per 3600 s" in out
+    assert chain_env.token.functions.isReceiptSigner(payer.address, hot, bytes.fromhex("ab" * 32)).call()
+    assert not chain_env.token.functions.isReceiptSigner(payer.address, hot, bytes(32)).call()   # one device
+    out = run(config, "authorize-signer", hot, "--device-id", device, "--revoke").output
+    assert "receipts it signed pay until then" in out
+    assert chain_env.token.functions.isReceiptSigner(payer.address, hot, bytes.fromhex("ab" * 32)).call()  # notice
 
-    r = json.loads(run(config, "withdraw", "--all", "--json").output)
+    assert "withdrew 2.5 SMT (unallocated left 0 SMT)" in run(config, "withdraw", "--all").output   # at once
+    r = json.loads(run(config, "withdraw", "--relay", relay, "--all", "--json").output)
     assert r["action"] == "requested" and r["amount"] == "12.5" and r["seconds_left"] == WITHDRAWAL_DELAY
-    err = run(config, "withdraw", ok=False).output
-    assert "notice period ends in" in err and "run `withdraw` again" in err
-    assert "unlocks in" in run(config, "balance").output
+    err = run(config, "withdraw", "--relay", relay, ok=False).output
+    assert "notice period ends in" in err and "run `withdraw --relay` again" in err
+    assert "unlocks in" in run(config, "balance").output and "guarantees 0 SMT" in run(config, "balance").output
 
     chain_env.increase_time(WITHDRAWAL_DELAY)
-    out = run(config, "withdraw").output
-    assert "withdrew 12.5 SMT (escrow left 0 SMT)" in out
+    out = run(config, "withdraw", "--relay", relay).output
+    assert "withdrew 12.5 SMT (reserve left 0 SMT)" in out
     assert token_balance(chain_env, payer.address) == 20 * SMT
 
 
 def test_relay_claims_with_dry_run_min_amount_and_earnings(chain_env, tmp_path):
     price = 2 * 10**9
     payer = chain_env.new_account(smt=SMT)
-    chain_env.chain.transact(payer, chain_env.token.functions.deposit(SMT))
     relay = chain_env.new_account()
+    chain_env.chain.transact(payer, chain_env.token.functions.depositToReserve(relay.address, SMT))
     config = node(tmp_path / "relay", chain_env, relay)
 
     assert "error: no receipts yet" in run(config, "claim", ok=False).output
     run(config, "set-price", str(price))
     p = Parties(payer, relay, bytes(31) + b"\x01", price, SMT)
-    ledger = open_ledger(chain_env, tmp_path / "relay" / "state" / "receipts.sqlite", relay.address)
+    ledger = open_ledger(chain_env, tmp_path / "relay" / "state" / "receipts.sqlite", relay.address,
+                         price_per_byte=price)
     for n, device in ((400_000, bytes(31) + b"\x01"), (10, bytes(31) + b"\x02")):
         ledger.add_counted(payer.address, device, n)
         ledger.accept(signed(chain_env, p, n, device_id=device))

@@ -23,10 +23,10 @@ RELAY = textwrap.dedent("""
     import sys
     from shadowmesh_client.rewards import CreditConfig, CreditPolicy, ReceiptDomain, ReceiptLedger, RelayPayments
     from shadowmesh_client.rewards.messages import decode
-    path, chain_id, token, relay, payer, device = sys.argv[1:]
-    ledger = ReceiptLedger(path, ReceiptDomain(int(chain_id), token), relay)
+    path, chain_id, token, relay, payer, device, price = sys.argv[1:]
+    ledger = ReceiptLedger(path, ReceiptDomain(int(chain_id), token), relay, price_per_byte=int(price))
     resolve = lambda key: (payer, bytes.fromhex(device))
-    pay = RelayPayments(ledger, CreditPolicy(CreditConfig()), resolve, lambda p: 10**30, 1)
+    pay = RelayPayments(ledger, CreditPolicy(CreditConfig()), resolve, lambda p: 10**30, lambda *a: 0, int(price))
     print("READY", flush=True)
     for line in sys.stdin:
         payload = bytes.fromhex(line.strip())
@@ -43,7 +43,7 @@ def test_sigkill_right_after_ack_loses_nothing_and_claims_after_restart(chain_en
     p = setup_parties(chain_env, deposit=SMT, price=PRICE)
     path = tmp_path / "receipts.sqlite"
     args = [sys.executable, "-c", RELAY, str(path), str(chain_env.chain.chain_id), chain_env.chain.domain.contract,
-            p.relay.address, p.payer.address, p.device_id.hex()]
+            p.relay.address, p.payer.address, p.device_id.hex(), str(PRICE)]
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
                             env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
     try:
@@ -70,7 +70,7 @@ def test_sigkill_right_after_ack_loses_nothing_and_claims_after_restart(chain_en
     assert acked == 500_000
 
     # "Restart": a new process opens the same file; the acknowledged receipt is there (or the later one).
-    ledger = open_ledger(chain_env, path, p.relay.address)
+    ledger = open_ledger(chain_env, path, p.relay.address, price_per_byte=PRICE)
     stored = ledger.latest(p.payer.address, p.device_id)
     assert stored is not None and stored.receipt.cumulative_bytes >= acked
     before = token_balance(chain_env, p.relay.address)

@@ -34,7 +34,8 @@ class Pair:
         self.ledger = ReceiptLedger(tmp_path / "r.sqlite", DOMAIN, RELAY, tolerance_bytes=relay_tolerance,
                                     price_per_byte=5)
         self.relay = RelayPayments(self.ledger, CreditPolicy(CreditConfig(credit_bytes=CREDIT)),
-                                   lambda k: (KEY.address, DEVICE) if k == DEV_KEY else None, lambda p: 10**15, 5)
+                                   lambda k: (KEY.address, DEVICE) if k == DEV_KEY else None, lambda p: 10**15,
+                                   lambda *a: 0, 5)
         self.device = self.new_device()
         self.raw = 0        # every byte the device counted in this process
         self.now = 0.0
@@ -44,6 +45,7 @@ class Pair:
         d = DevicePayments(DOMAIN, KEY, KEY.address, DEVICE,
                            IssuerConfig(every_bytes=EVERY, every_seconds=60, tolerance_bytes=TOL, max_price_per_byte=5))
         d.add_relay(RELAY_KEY, RELAY)
+        d.start_session(RELAY_KEY, 5)     # the relay's advertised price, read at connect
         return d
 
     @property

@@ -7,11 +7,11 @@ import pytest
 from eth_account import Account
 
 from shadowmesh_client.rewards import (
-    ChannelFigures,
     CreditConfig,
     CreditPolicy,
     DevicePayments,
     IssuerConfig,
+    PayerFigures,
     ReceiptIssuer,
     ReceiptLedger,
     RelayPayments,
@@ -29,9 +29,11 @@ from shadowmesh_client.rewards.receipts import Receipt, SignedReceipt, sign_rece
 from tests.client.payments.helpers import DEVICE, DOMAIN, KEY, RELAY
 
 
-def issuer(**cfg) -> ReceiptIssuer:
+def issuer(price: int = 5, **cfg) -> ReceiptIssuer:
     cfg = {"every_bytes": 1000, "every_seconds": 10.0, "tolerance_bytes": 50, "max_price_per_byte": 5, **cfg}
-    return ReceiptIssuer(IssuerConfig(**cfg), DOMAIN, KEY, KEY.address, DEVICE, RELAY)
+    i = ReceiptIssuer(IssuerConfig(**cfg), DOMAIN, KEY, KEY.address, DEVICE, RELAY)
+    i.start_session(price)   # the relay's advertised price, read at connect
+    return i
 
 
 # ------------------------------------------------------------------ issuer
@@ -44,7 +46,7 @@ def test_issuer_signs_every_n_bytes_for_exactly_what_it_counted():
     i.record(1)
     s = i.poll(1.0)
     assert s.receipt.cumulative_bytes == 1000 and s.recover(DOMAIN) == KEY.address
-    assert s.receipt.max_price_per_byte == 5 and s.receipt.relay == RELAY
+    assert s.receipt.price_per_byte == 5 and s.receipt.relay == RELAY
     assert i.poll(1.0) is None  # nothing new
 
 
@@ -98,24 +100,44 @@ def test_issuer_config_errors_name_the_setting(bad):
 
 def test_credit_cuts_off_past_credit_and_resumes_below_resume_threshold():
     policy = CreditPolicy(CreditConfig(credit_bytes=1000, resume_bytes=400))
-    fig = ChannelFigures(counted=1000, receipted=0, paid=0, escrow=10**6, price=1)
-    assert policy.decide("d", fig).allowed
-    fig.counted = 1001
-    assert policy.decide("d", fig).reason == "credit exceeded"
-    fig.receipted = 500  # caught up partly: 501 unreceipted > resume threshold 400
-    assert not policy.decide("d", fig).allowed
-    fig.receipted = 601
-    assert policy.decide("d", fig).allowed
+    fig = PayerFigures(guaranteed=10**6, owed=0, unreceipted=1000, price=1)
+    assert policy.decide("p", fig).allowed
+    fig.unreceipted = 1001
+    assert policy.decide("p", fig).reason == "credit exceeded"
+    fig.unreceipted = 501  # caught up partly: 501 unreceipted > resume threshold 400
+    assert not policy.decide("p", fig).allowed
+    fig.unreceipted = 400
+    assert policy.decide("p", fig).allowed
 
 
-def test_credit_stops_when_deposit_exhausted():
+def test_credit_is_bounded_by_what_the_reserve_guarantees():
     policy = CreditPolicy(CreditConfig(credit_bytes=1000))
-    fig = ChannelFigures(counted=100, receipted=100, paid=0, escrow=100 * 3, price=3)
-    assert policy.decide("d", fig).reason == "deposit exhausted"  # nothing left for one more byte
-    fig.escrow += 3
-    assert policy.decide("d", fig).allowed
-    fig.paid, fig.escrow = 100, 0  # claimed, escrow empty
-    assert policy.decide("d", fig).reason == "deposit exhausted"
+    fig = PayerFigures(guaranteed=100 * 3, owed=100 * 3, unreceipted=0, price=3)
+    assert policy.decide("p", fig).reason == "reserve exhausted"  # nothing left for one more byte
+    fig.guaranteed += 3
+    d = policy.decide("p", fig)
+    assert d.allowed and d.budget == 1                             # exactly one byte of room
+    fig.unreceipted = 1                                            # ... now used: unreceipted bytes count too
+    assert policy.decide("p", fig).reason == "reserve exhausted"
+    fig.guaranteed = 10**9                                          # room is the credit, not the reserve
+    assert policy.decide("p", fig).budget == 999
+
+
+def test_issuer_signs_the_session_price_never_a_higher_one():
+    i = issuer(price=2, max_price_per_byte=10)
+    i.record(1000)
+    assert i.poll(0.0).receipt.price_per_byte == 2
+    i.end_session()
+    i.record(1000)
+    assert i.poll(20.0) is None                                    # between sessions: nothing signed
+    assert not i.start_session(11) and i.refused_price == 11       # above the cap: refused, nothing signed
+    assert i.poll(30.0) is None
+    assert i.start_session(7, paid=0)                              # a rise with unpaid receipts at 2 ...
+    assert i.poll(40.0).receipt.price_per_byte == 2                # ... keeps the old, lower price
+    assert i.start_session(7, paid=2000)                           # once the chain paid them: the new one
+    i.record(1000)
+    assert i.poll(50.0).receipt.price_per_byte == 7
+    assert i.start_session(3, paid=3000) and (i.record(10) or i.poll(60.0)).receipt.price_per_byte == 3
 
 
 # ------------------------------------------------------------------ control messages
@@ -156,10 +178,12 @@ def test_device_and_relay_hooks_exchange_receipts_and_credit_resumes(tmp_path):
     device_key, relay_key = b"D" * 32, b"R" * 32
     ledger = ReceiptLedger(tmp_path / "r.sqlite", DOMAIN, RELAY, tolerance_bytes=100, price_per_byte=5)
     relay = RelayPayments(ledger, CreditPolicy(CreditConfig(credit_bytes=3000, resume_bytes=1000)),
-                          lambda k: (KEY.address, DEVICE) if k == device_key else None, lambda payer: 10**12, 5)
+                          lambda k: (KEY.address, DEVICE) if k == device_key else None, lambda payer: 10**12,
+                          lambda *a: 0, 5)
     device = DevicePayments(DOMAIN, KEY, KEY.address, DEVICE,
                             IssuerConfig(every_bytes=2000, every_seconds=60, tolerance_bytes=100, max_price_per_byte=5))
     device.add_relay(relay_key, RELAY)
+    device.start_session(relay_key, 5)
 
     def traffic(n, now):
         relay.on_usage(device_key, n, now)
@@ -187,6 +211,7 @@ def test_device_and_relay_hooks_exchange_receipts_and_credit_resumes(tmp_path):
     # A restarted device resumes from the relay's stored receipt, which it verifies is its own.
     fresh = DevicePayments(DOMAIN, KEY, KEY.address, DEVICE, device.config)
     fresh.add_relay(relay_key, RELAY)
+    fresh.start_session(relay_key, 5)
     for payload in relay.on_connect(device_key):
         fresh.on_control(relay_key, payload, 0.0)
     assert fresh.issuers[relay_key].signed == 6001
@@ -211,15 +236,51 @@ def test_signed_receipt_rejects_bad_signature_parts():
 def test_relay_does_not_ack_when_it_cannot_check_the_signer(tmp_path):
     from shadowmesh_client.rewards import SignerCache
 
-    def chain_down(payer, signer):
+    def chain_down(payer, signer, device_id):
         raise ConnectionError("connection refused")
 
     hot = Account.create()
-    ledger = ReceiptLedger(tmp_path / "r.sqlite", DOMAIN, RELAY, SignerCache(chain_down))
+    ledger = ReceiptLedger(tmp_path / "r.sqlite", DOMAIN, RELAY, SignerCache(chain_down), price_per_byte=5)
     ledger.add_counted(KEY.address, DEVICE, 100)
-    relay = RelayPayments(ledger, CreditPolicy(CreditConfig()), lambda k: (KEY.address, DEVICE), lambda p: 10**9, 0)
+    relay = RelayPayments(ledger, CreditPolicy(CreditConfig()), lambda k: (KEY.address, DEVICE), lambda p: 10**9,
+                          lambda *a: 0, 5)
     by_hot = sign_receipt(DOMAIN, Receipt(KEY.address, DEVICE, RELAY, 100, 5), hot)
     assert relay.on_control(b"D" * 32, ReceiptMessage(by_hot).encode(), 0.0) == []
     assert ledger.latest(KEY.address, DEVICE) is None
     by_payer = sign_receipt(DOMAIN, Receipt(KEY.address, DEVICE, RELAY, 100, 5), KEY)  # needs no lookup
     assert decode(relay.on_control(b"D" * 32, ReceiptMessage(by_payer).encode(), 0.0)[0]).status is RejectReason.STORED
+
+
+def test_relay_notice_round_trips_and_the_device_shows_it(tmp_path, caplog):
+    from shadowmesh_client.rewards.messages import NoticeMessage, NoticeReason
+
+    n = NoticeMessage(NoticeReason.RESERVE_EXHAUSTED, 7, 10**18, 5 * 10**17)
+    wire = n.encode()
+    assert len(wire) == 100 and wire[:3] == b"\xfa\x01\x05" and decode(wire) == n
+    device = DevicePayments(DOMAIN, KEY, KEY.address, DEVICE, IssuerConfig())
+    device.add_relay(b"R" * 32, RELAY)
+    with caplog.at_level("WARNING"):
+        assert device.on_control(b"R" * 32, wire, 0.0) == []
+    assert device.notices[b"R" * 32] == n
+    line = next(r for r in caplog.records if "stopped carrying" in r.getMessage()).getMessage()
+    assert "reserve exhausted" in line and f"deposit --relay {RELAY}" in line   # the reason and what to do
+
+
+def test_sybil_devices_of_one_payer_share_one_credit(tmp_path):
+    """Attack 7: a dust reserve and N devices of one payer get ONE credit between them, not N."""
+    keys = [bytes([i]) * 32 for i in range(1, 6)]
+    devices = {k: (KEY.address, bytes([i]) * 32) for i, k in enumerate(keys, 1)}
+    ledger = ReceiptLedger(tmp_path / "r.sqlite", DOMAIN, RELAY, price_per_byte=1)
+    relay = RelayPayments(ledger, CreditPolicy(CreditConfig(credit_bytes=10_000)), devices.get,
+                          lambda payer: 10**12, lambda *a: 0, 1)
+    grants = relay.budgets(keys, 0.0)
+    assert sum(g.budget for g in grants.values()) <= 10_000          # 5 devices, one credit
+    for k in keys[:2]:
+        relay.on_usage(k, 4_000, 0.0)                                  # two devices used 8 000 of it
+    grants = relay.budgets(keys, 0.0)
+    assert sum(g.budget for g in grants.values()) <= 2_000
+    relay.on_usage(keys[2], 2_001, 0.0)                                # the third one passes it: all stop
+    assert all(g.budget == 0 and g.reason == "credit exceeded" for g in relay.budgets(keys, 0.0).values())
+    dust = RelayPayments(ledger, CreditPolicy(CreditConfig(credit_bytes=10**9)), devices.get,
+                         lambda payer: 5, lambda *a: 0, 1)
+    assert all(g.reason == "reserve exhausted" for g in dust.budgets(keys, 0.0).values())   # 5 base units

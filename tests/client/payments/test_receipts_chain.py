@@ -17,7 +17,7 @@ def test_digest_matches_contract(chain_env):
     domain = chain_env.chain.domain
     rc = Receipt("0x" + "ab" * 20, bytes(range(32)), "0x" + "cd" * 20, 123_456_789, 7)
     onchain = chain_env.token.functions.receiptDigest(rc.payer, rc.device_id, rc.relay, rc.cumulative_bytes,
-                                                     rc.max_price_per_byte).call()
+                                                     rc.price_per_byte).call()
     assert rc.digest(domain) == bytes(onchain)
     # Another chain id or contract gives another digest (what binds a receipt to this deployment).
     assert rc.digest(ReceiptDomain(domain.chain_id + 1, domain.contract)) != bytes(onchain)

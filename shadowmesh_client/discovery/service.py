@@ -1,0 +1,386 @@
+"""What ``up`` runs for discovery (issue 15): its signed record, lookups, relay hints, direct upgrades.
+
+* **Record.** Published by itself, no transaction: at start, every ``REFRESH_SECONDS`` (lifetime
+  ``RECORD_TTL``) and at once when a relay reports a new observed address (renumbering). Endpoints: the
+  on-chain endpoint if any, and ``tcp:IP:PORT`` for each address relays observe (the NAT mapping of the
+  punch port); relays: the ones it is linked to. STOREd on the ``K`` relays closest to its DHT id
+  (discovery/kademlia.py; relays are the DHT servers every device has a link to). ``lookup(key)`` asks
+  the relays closest to ``key``'s id; a record is used only if it verifies, is of this network, live,
+  and its key is trusted in the directory now (``TrustPolicy.is_trusted``).
+* **Hints.** Each relay's own record (kind RELAY: load per mille, price per MiB) is fetched every
+  ``HINT_SECONDS``; ``RelayClient.hint_penalty`` (seconds added to that relay's path estimate,
+  node/peers.py) = load/1000 x ``LOAD_PENALTY`` + price / ``PRICE_UNIT`` x 1 ms (capped).
+* **Direct upgrade.** For a peer whose session is ESTABLISHED (first packet or hello, on demand) and that
+  no one dials (neither has an endpoint), the node exchanges candidates through the relays (CANDIDATES,
+  forwarded by a relay both are linked to) and both punch at once (discovery/punch.py). The new link is
+  authenticated by a KEEPALIVE of the existing session (no re-keying) and becomes the peer's direct path
+  (``PeerLinks.run_direct``: path choice takes it). While it works nothing else changes; when it fails or
+  drops, the relay path carries the session's frames as before (nothing is lost: the session never
+  changed) and the attempt is retried with backoff (``RETRY_MIN``..``RETRY_MAX``). A new observed address
+  restarts the attempts at once (the peer reconnects direct after a renumbering).
+
+Tasks: ``run`` (the node's group) owns the accept loop and the tick; attempts are tasks of the node's
+group (``spawn``); ``run``'s end closes the puncher (its link server awaits the links it serves).
+Not task-safe beyond the loop. May import: discovery.*, node (peers, links, relays), protocol, relay, transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+
+from shadowmesh_client.directory.trust import Role
+from shadowmesh_client.discovery import messages as m
+from shadowmesh_client.discovery.kademlia import K, node_id
+from shadowmesh_client.discovery.ondemand import OnDemand
+from shadowmesh_client.discovery.punch import MemoryPuncher, TcpPuncher
+from shadowmesh_client.discovery.records import DiscoveryError, EndpointRecord, RecordKind, decode, sign
+from shadowmesh_client.errors import ProtocolError
+from shadowmesh_client.node.peers import now
+from shadowmesh_client.protocol import SessionState
+from shadowmesh_client.transport import LinkClosedError
+
+log = logging.getLogger(__name__)
+
+RECORD_TTL = 600
+REFRESH_SECONDS = 120.0
+HINT_SECONDS = 60.0
+TICK_SECONDS = 0.25
+REQUEST_TIMEOUT = 3.0
+ANSWER_TIMEOUT = 2.5
+PUNCH_TIMEOUT = 5.0
+RETRY_MIN = 1.0
+RETRY_MAX = 30.0
+LOAD_PENALTY = 0.010
+"""Seconds added to a path through a relay at full load (1000 per mille)."""
+PRICE_UNIT = 10**12
+"""Token base units per MiB that cost 1 ms of path estimate (capped at 10 ms)."""
+
+
+async def attach(node, spawn) -> list:
+    """Wire issue 15 into a Node before its first ``refresh`` (node/daemon.py calls this). Returns the
+    service coroutines to run in the node's group."""
+    s = node.settings
+    rec, links = node.reconciler, node.links
+    hooks: list[Callable] = []
+    if s.on_demand:
+        od = OnDemand(node.table, rec.idle_close, rec.start_dialer, idle_timeout=s.idle_timeout, clock=time.monotonic)
+        rec.ondemand = od
+        hooks.append(od.on_established)
+    coros = []
+    if s.discovery:
+        from shadowmesh_client.transport.memory import MemoryTransport
+
+        puncher: TcpPuncher | MemoryPuncher
+        if isinstance(node.transport, MemoryTransport):
+            puncher = MemoryPuncher(node.transport, node.identity.public_key)
+        else:
+            puncher = TcpPuncher(s.punch_port, s.limits)
+        await puncher.start()
+        svc = NodeDiscovery(node, spawn, puncher)
+        if puncher.relay_dial is not None:
+            rec.relay_dial = puncher.relay_dial
+        rec.on_relay_discovery = svc.on_relay_message
+        hooks.append(svc.on_established)
+        coros.append((svc.run(), "discovery"))
+        node.discovery = svc
+    if hooks:
+        links.on_established = lambda peer: [h(peer) for h in hooks]
+    return coros
+
+
+class NodeDiscovery:
+    def __init__(self, node, spawn, puncher) -> None:
+        self.node = node
+        self.spawn = spawn
+        self.puncher = puncher
+        self.network = node.protocol.binding.digest()
+        self.me = node.identity.public_key
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future] = {}
+        self._answers: dict[bytes, asyncio.Future] = {}
+        self.observed: dict[bytes, tuple[str, int]] = {}
+        self._linked: dict[bytes, object] = {}
+        self._dirty = True
+        self._next_publish = 0.0
+        self._next_hints = 0.0
+        self._publishing = False
+        self.seq = 0
+        self.record: EndpointRecord | None = None
+        self.publishes = 0
+        self.lookups = 0
+        self.wanted: dict[bytes, float] = {}          # peer key -> monotonic time its direct path was wanted
+        self._attempts: dict[bytes, asyncio.Task] = {}
+        self._retry: dict[bytes, tuple[float, float]] = {}   # key -> (next try at, backoff)
+        self.time_to_direct: dict[bytes, float] = {}
+        self.attempts = 0
+        self.directs = 0
+        self._force: set[bytes] = set()               # peers to re-punch although their direct link looks up
+
+    # ---- hooks -------------------------------------------------------------------------------------
+    def on_established(self, peer) -> None:
+        if self._punchable(peer):
+            self.wanted.setdefault(peer.key, time.monotonic())
+
+    def _punchable(self, peer) -> bool:
+        return not peer.endpoint and not self.node.endpoint
+
+    def on_relay_message(self, client, payload: bytes) -> None:
+        try:
+            msg = m.decode(payload)
+        except DiscoveryError:
+            return
+        if isinstance(msg, (m.Pong, m.Nodes, m.Value, m.Stored)):
+            fut = self._waiting.pop(msg.req_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif isinstance(msg, m.Observed):
+            old = self.observed.get(client.key)
+            self.observed[client.key] = (msg.ip, msg.port)
+            if old is not None and old != (msg.ip, msg.port):
+                log.info("relay %s sees us at %s:%d now (was %s:%d): republishing", client.host, msg.ip, msg.port,
+                         *old)
+                self._dirty = True
+                self._renumbered()
+            elif old is None:
+                self._dirty = True
+        elif isinstance(msg, m.Candidates):
+            self._on_candidates(client, msg)
+
+    def _on_candidates(self, client, msg: m.Candidates) -> None:
+        peer = self.node.table.peers.get(msg.peer)
+        if peer is None or self.node.trust.peer_role(msg.peer) is not Role.PEER:
+            return
+        if msg.answer:
+            fut = self._answers.get(msg.peer)
+            if fut is not None and not fut.done():
+                fut.set_result(msg.addresses)
+            return
+        self._send_controls(client, [m.encode(m.Candidates(msg.peer, tuple(self.candidates()), True))])
+        fut = self._answers.get(msg.peer)
+        if fut is not None and not fut.done():       # both started at once: theirs is our answer
+            fut.set_result(msg.addresses)
+            return
+        task = self._attempts.get(msg.peer)
+        if task is not None and not task.done():
+            return
+        self.wanted.setdefault(msg.peer, time.monotonic())
+        self._start_attempt(peer, msg.addresses)
+
+    def _renumbered(self) -> None:
+        """Our address changed: retry every wanted peer at once (their old direct link is dead)."""
+        for key in self.wanted:
+            self._retry[key] = (0.0, RETRY_MIN)
+            self._force.add(key)     # its direct link used the old address: punch a new one now
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.puncher.serve())
+                group.create_task(self._loop())
+        finally:
+            await self.puncher.close()
+
+    async def _loop(self) -> None:
+        while True:
+            self.tick(time.monotonic())
+            await asyncio.sleep(TICK_SECONDS)
+
+    def tick(self, t: float) -> None:
+        ready = self._ready()
+        for client in ready:
+            if self._linked.get(client.key) is not client.link:      # a new link: where does it see us?
+                self._linked[client.key] = client.link
+                self.spawn(self._request(client, m.Ping()), "discovery ping")
+        if ready and (self._dirty or t >= self._next_publish) and not self._publishing:
+            self._publishing = True
+            self.spawn(self.publish(), "discovery publish")
+        if ready and t >= self._next_hints:
+            self._next_hints = t + HINT_SECONDS
+            self.spawn(self.fetch_hints(), "discovery hints")
+        peers = self.node.table.peers
+        for key in list(self.wanted):
+            peer = peers.get(key)
+            if peer is None or peer.session.state is not SessionState.ESTABLISHED:
+                del self.wanted[key]
+                continue
+            task = self._attempts.get(key)
+            if (peer.direct is not None and peer.direct.up and key not in self._force) \
+                    or (task is not None and not task.done()):
+                continue
+            at, _ = self._retry.get(key, (0.0, RETRY_MIN))
+            if t >= at and ready:
+                self._start_attempt(peer, None)
+
+    def _ready(self) -> list:
+        return [c for c in self.node.table.relays.values() if c.ready and c.link is not None]
+
+    # ---- RPC -----------------------------------------------------------------------------------------
+    def _send_controls(self, client, payloads: list[bytes]) -> bool:
+        link = client.link
+        if link is None or not client.ready:
+            return False
+        self.spawn(_send_quietly(client, link, payloads), "discovery send")
+        return True
+
+    async def _request(self, client, msg) -> m.Message | None:
+        req = next(self._ids) & 0xFFFFFFFF
+        msg = type(msg)(*[getattr(msg, f) for f in msg.__dataclass_fields__ if f != "req_id"], req_id=req)
+        fut = self._waiting[req] = asyncio.get_running_loop().create_future()
+        try:
+            if not self._send_controls(client, [m.encode(msg)]):
+                return None
+            return await asyncio.wait_for(fut, REQUEST_TIMEOUT)
+        except TimeoutError:
+            return None
+        finally:
+            self._waiting.pop(req, None)
+
+    def _closest(self, key: bytes) -> list:
+        target = node_id(self.network, key)
+        return sorted(self._ready(), key=lambda c: node_id(self.network, c.key) ^ target)[:K]
+
+    # ---- records -------------------------------------------------------------------------------------
+    def candidates(self) -> list[tuple[str, int]]:
+        return list(dict.fromkeys(self.observed.values()))
+
+    async def publish(self) -> int:
+        try:
+            t = time.time()
+            self.seq = max(self.seq + 1, int(t * 1000))
+            eps = [self.node.endpoint] if self.node.endpoint else []
+            eps += [f"tcp:{ip}:{port}" for ip, port in self.candidates()]
+            rec = sign(self.node.identity, RecordKind.DEVICE, self.network, self.seq, int(t) + RECORD_TTL,
+                       endpoints=eps[:8], relays=[c.key for c in self._ready()][:8])
+            raw = rec.encode()
+            self._dirty = False
+            stored = 0
+            for client in self._closest(self.me):
+                resp = await self._request(client, m.Store(raw))
+                stored += isinstance(resp, m.Stored) and resp.verdict.kept
+            if stored:
+                self.record = rec
+                self.publishes += 1
+                self._next_publish = time.monotonic() + REFRESH_SECONDS
+            else:
+                self._next_publish = time.monotonic() + RETRY_MIN
+            return stored
+        finally:
+            self._publishing = False
+
+    async def lookup(self, key: bytes) -> EndpointRecord | None:
+        """The live, verified record of a trusted ``key`` (None if no relay has one)."""
+        self.lookups += 1
+        for client in self._closest(key):
+            resp = await self._request(client, m.FindValue(key))
+            if isinstance(resp, m.Value):
+                try:
+                    rec = decode(resp.record)
+                    rec.check(self.network, time.time())
+                except DiscoveryError:
+                    continue
+                if rec.public_key == key and self.node.trust.is_trusted(key):
+                    return rec
+        return None
+
+    async def fetch_hints(self) -> None:
+        for client in self._ready():
+            rec = await self.lookup_at(client, client.key)
+            if rec is not None and rec.kind is RecordKind.RELAY:
+                client.hint_penalty = hint_penalty(rec.load, rec.price)
+
+    async def lookup_at(self, client, key: bytes) -> EndpointRecord | None:
+        resp = await self._request(client, m.FindValue(key))
+        if not isinstance(resp, m.Value):
+            return None
+        try:
+            rec = decode(resp.record)
+            rec.check(self.network, time.time())
+        except DiscoveryError:
+            return None
+        return rec if rec.public_key == key and self.node.trust.is_trusted(key) else None
+
+    # ---- direct upgrade ------------------------------------------------------------------------------
+    def _start_attempt(self, peer, theirs) -> None:
+        self._force.discard(peer.key)
+        _, backoff = self._retry.get(peer.key, (0.0, RETRY_MIN))
+        self._retry[peer.key] = (time.monotonic() + backoff, min(backoff * 2, RETRY_MAX))
+        task = self.spawn(self._attempt(peer, theirs), f"punch {peer.key.hex()[:8]}")
+        if task is not None:
+            self._attempts[peer.key] = task
+
+    async def _attempt(self, peer, theirs) -> None:
+        self.attempts += 1
+        key = peer.key
+        if theirs is None:
+            fut = self._answers[key] = asyncio.get_running_loop().create_future()
+            offer = [m.encode(m.Candidates(key, tuple(self.candidates()), False))]
+            if not any([self._send_controls(c, offer) for c in self._ready()]):
+                return
+            try:
+                theirs = await asyncio.wait_for(fut, ANSWER_TIMEOUT)
+            except TimeoutError:
+                return
+            finally:
+                self._answers.pop(key, None)
+        client = self.me < key
+        link = await self.puncher.punch(key, list(theirs), client=client, hello=lambda: self._hello(peer),
+                                        authenticate=lambda hello: self._authenticate(peer, hello),
+                                        on_link=lambda link: self._serve(peer, link), timeout=PUNCH_TIMEOUT)
+        if link is None:
+            log.info("peer %s: no direct path through the NATs this time; staying on the relay", key.hex()[:8])
+            return
+        if client:
+            try:
+                first = await asyncio.wait_for(link.recv(), REQUEST_TIMEOUT)
+                peer.session.open(first, now())
+            except (TimeoutError, ProtocolError, LinkClosedError):
+                await link.close()
+                return
+            await self._serve(peer, link)
+
+    def _hello(self, peer) -> bytes:
+        frame = peer.session.keepalive(now())
+        return bytes(frame) if frame is not None else b""
+
+    def _authenticate(self, peer, hello: bytes):
+        try:
+            peer.session.open(hello, now())
+        except ProtocolError:
+            return None
+        frame = peer.session.keepalive(now())
+        return ([bytes(frame)] if frame is not None else []), peer.key
+
+    async def _serve(self, peer, link) -> None:
+        if peer.key not in self.node.table.peers:
+            await link.close()
+            return
+        self.directs += 1
+        self._retry[peer.key] = (0.0, RETRY_MIN)
+        since = self.wanted.get(peer.key)
+        if since is not None:
+            self.time_to_direct[peer.key] = time.monotonic() - since
+        log.info("peer %s: direct path through the NATs (no re-key)", peer.key.hex()[:8])
+        await self.node.links.run_direct(peer, link)
+        self.wanted[peer.key] = time.monotonic()
+
+    def status(self) -> dict:
+        return {"observed": [f"{ip}:{port}" for ip, port in self.candidates()], "seq": self.seq,
+                "publishes": self.publishes, "lookups": self.lookups, "attempts": self.attempts,
+                "directs": self.directs, "punch_port": self.puncher.port,
+                "time_to_direct": {k.hex(): round(v, 3) for k, v in self.time_to_direct.items()}}
+
+
+def hint_penalty(load: int, price: int) -> float:
+    return LOAD_PENALTY * min(load, 1000) / 1000 + min(price / PRICE_UNIT, 10) * 0.001
+
+
+async def _send_quietly(client, link, payloads: list[bytes]) -> None:
+    try:
+        await client.send_controls(link, payloads)
+    except LinkClosedError:
+        pass
