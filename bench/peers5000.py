@@ -7,8 +7,9 @@ node's listener over MemoryTransport: each incoming hello makes a session on dem
 
 * bytes per KNOWN device: the node's retained size of its directory entry, route and idle PeerState
   (deep size over what only that device's entries reference), over all known devices;
-* bytes per LIVE session: the retained size of a live peer (PeerState, Session with keys and replay
-  window, DirectPath, the node's end of the link) minus that of an idle one;
+* bytes per LIVE session: the larger of (a) the retained size of a live peer (PeerState, Session with keys
+  and replay window, DirectPath, the node's end of the link, its serving task) minus that of an idle one,
+  and (b) everything allocated while the sessions were made (tracemalloc) minus the swarm's own share;
 * idle CPU: process CPU over ``IDLE_SECONDS`` with every session up and no traffic (the swarm runs no
   timers: this is the node's housekeeping, session timers and idle checks), as % of one core;
 * time to first packet: a packet to ``p`` (no session yet) from the node's TUN until it leaves ``p``'s
@@ -26,10 +27,17 @@ import gc
 import json
 import sys
 import time
+import tracemalloc
+import types
 from typing import Any
 
 KNOWN, LIVE = 10_000, 5_000
 IDLE_SECONDS = 10.0
+
+
+_NOT_OWNED = (type, type(sys), type(lambda: 0), types.CoroutineType, types.FrameType, asyncio.Task, asyncio.Future)
+"""Never walked into: classes, modules, functions, and tasks/coroutines/frames (a peer's link-serving task
+is counted apart: ``TASK_BYTES``; walking its frame reaches the whole daemon through closures)."""
 
 
 def deep_size(roots, stop: set[int]) -> int:
@@ -40,7 +48,7 @@ def deep_size(roots, stop: set[int]) -> int:
     total = 0
     while todo:
         obj = todo.pop()
-        if id(obj) in seen or isinstance(obj, (type, type(sys), type(deep_size))):
+        if id(obj) in seen or isinstance(obj, _NOT_OWNED):
             continue
         seen.add(id(obj))
         total += sys.getsizeof(obj)
@@ -104,6 +112,9 @@ async def measure(known: int, live: int, idle_seconds: float) -> dict:
     idle_one = deep_size(idle_peers[:200], shared) / 200
 
     # ---- LIVE sessions: the swarm dials the node's listener; each hello makes a session on demand ----
+    gc.collect()
+    tracemalloc.start()
+    traced0 = tracemalloc.get_traced_memory()[0]
     t1 = time.perf_counter()
     links = []
     sessions = []
@@ -116,11 +127,19 @@ async def measure(known: int, live: int, idle_seconds: float) -> dict:
         links.append(link)
     handshake_s = time.perf_counter() - t1
     await asyncio.sleep(1.0)
+    gc.collect()
+    traced = tracemalloc.get_traced_memory()[0] - traced0
+    tracemalloc.stop()
+    swarm_side = deep_size([sessions, links], {id(node_dev.identity), id(cfg), id(asyncio.get_running_loop())}
+                           | {id(d.identity) for d in swarm} | {id(lk._other) for lk in links})
+    per_live_traced = (traced - swarm_side) / live      # everything the node allocated for them, tasks included
     live_peers = [node.table.peers[d.identity.public_key] for d in swarm[:live]]
     established = sum(pe.session.state.value == "established" and pe.direct is not None for pe in live_peers)
     gc.collect()
-    stop = shared | {id(lk) for lk in links} | {id(pe.relay_paths) for pe in live_peers}
-    per_live_total = deep_size(live_peers[:500], stop) / 500
+    stop = shared | {id(lk) for lk in links} | {id(pe.relay_paths) for pe in live_peers} | {id(directory)}
+    serving = [t for t in asyncio.all_tasks() if (t.get_name() or "").startswith("Task")]
+    task_bytes = sum(sys.getsizeof(t) + sys.getsizeof(t.get_coro()) for t in serving[:500]) / max(len(serving[:500]), 1)
+    per_live_total = deep_size(live_peers[:500], stop) / 500 + task_bytes
     per_live = per_live_total - idle_one
 
     # ---- idle CPU ----
@@ -135,7 +154,10 @@ async def measure(known: int, live: int, idle_seconds: float) -> dict:
     await asyncio.wait(tasks, timeout=30)
     return {"known_devices": known, "live_sessions": established, "live_target": live,
             "bytes_per_known_device": round(per_known), "bytes_per_idle_peerstate": round(idle_one),
-            "bytes_per_live_session": round(per_live), "bytes_per_live_peer_total": round(per_live_total),
+            "bytes_per_live_session": round(max(per_live, per_live_traced)),
+            "bytes_per_live_session_walk": round(per_live),
+            "bytes_per_live_session_tracemalloc": round(per_live_traced),
+            "bytes_per_live_peer_total": round(per_live_total),
             "idle_cpu_percent_of_core": round(idle_cpu, 2), "first_packet_ms": round(first_packet_ms, 2),
             "handshakes_per_s": round(live / handshake_s), "setup_s": round(setup, 1),
             "targets": {"bytes_per_known_device": 10_240, "bytes_per_live_session": 30_720,

@@ -255,10 +255,17 @@ class RelayBilling:
             self._pending[key] = self._pending.get(key, 0) + nbytes
 
     def take_notices(self) -> dict[bytes, bytes]:
-        """RELAY_NOTICE payloads to send (sealed) to devices newly stopped or resumed; cleared."""
+        """RELAY_NOTICE payloads to send (sealed) to devices newly stopped or resumed; cleared. The caller
+        reports each with ``notice_done(key, payload, sent)``: one that found no room is kept for the next
+        round (unless a newer notice for that device came meanwhile)."""
         out, self._notices = self._notices, {}
-        self.notices_sent += len(out)
         return out
+
+    def notice_done(self, key: bytes, payload: bytes, sent: bool) -> None:
+        if sent:
+            self.notices_sent += 1
+        else:
+            self._notices.setdefault(key, payload)
 
     async def on_control(self, key: bytes, payload: bytes) -> list[bytes]:
         """A payments control message from ``key`` (add its usage first); returns the ack(s) to send, built

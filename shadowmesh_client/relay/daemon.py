@@ -241,13 +241,15 @@ class RelayDaemon:
 
     def _send_notices(self) -> None:
         """RELAY_NOTICEs (why a device is no longer carried, or carried again; issue 11 item 2), sealed in
-        the device's session. Best effort: a link with no room now skips it (the status file has it too)."""
+        the device's session. A link with no room now gets it at the next biller round; a device gone gets
+        none (it is told again when it is stopped again)."""
         for key, payload in self.billing.take_notices().items():
             link = self.server.core.link_of(key)
             if link is None:
                 continue
-            for frame in self.door.seal(key, [payload]):
-                link.send_nowait(encode_local(frame))
+            frames = self.door.seal(key, [payload])
+            sent = bool(frames) and all(link.send_nowait(encode_local(frame)) for frame in frames)
+            self.billing.notice_done(key, payload, sent)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:

@@ -104,6 +104,12 @@ class _Entry(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        if self.forward is not None:
+            # Python 3.11 starts reading after connection_made even if it paused (the transport's deferred
+            # _add_reader ignores the pause): keep these bytes for the stream and pause again.
+            assert self.transport is not None
+            self.transport.pause_reading()
+            return
         if len(self.buf) > MAX_REQUEST:
             self._fail(None)
             return

@@ -125,6 +125,9 @@ def lab():
         topo.spawn(b.ns, [*NOBODY, sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "-d", str(b.dir),
                           str(HTTP_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         topo.spawn(b.ns, [*NOBODY, *_python(_ECHO, "127.0.0.1", ECHO_PORT)])
+        for ns, host, port in ((a.ns, a.overlay, HTTP_PORT), (c.ns, c.overlay, HTTP_PORT), (a.ns, a.overlay, ECHO_PORT),
+                               (b.ns, "127.0.0.1", HTTP_PORT), (b.ns, "127.0.0.1", ECHO_PORT)):
+            lab.wait_for(lambda ns=ns, host=host, port=port: _listening(topo, ns, host, port), 15, f"{host}:{port}")
         b.log = b.dir / "node.log"
         argv = [*NOBODY, *lab.cli_argv(b.config, "up", "--userspace", "--status-file", str(b.status_file),
                                        "--api", "off")]
@@ -140,6 +143,11 @@ def lab():
                 print(f"--- {d.name} ---\n{lab.tail(d)}")
         topo.teardown()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _listening(topo, ns: str, host: str, port: int) -> bool:
+    code = f"import socket; socket.create_connection(({host!r}, {port}), timeout=0.5).close()"
+    return topo.run(ns, [sys.executable, "-c", code], check=False).returncode == 0
 
 
 def _as_nobody(lab, ns: str, argv: list[str], input: str | None = None, timeout: float = 30):
@@ -193,7 +201,7 @@ def test_dns_over_socks5_udp_associate(lab):
 def test_a_forward_in_each_direction(lab):
     # B's forward: 127.0.0.1:8080 in B's namespace -> A's HTTP server
     r = _as_nobody(lab, lab.b.ns, ["curl", "-s", "-S", "-m", "15", "http://127.0.0.1:8080/"])
-    assert r.stdout == "hello from a\n", r.stderr
+    assert r.stdout == "hello from a\n", (r.returncode, r.stderr)
     # A's forward: 127.0.0.1:9022 in A's namespace -> B's exposed port 22 (its echo server)
     r = lab.topo.run(lab.a.ns, [sys.executable, "-c",
                                 "import socket;s=socket.create_connection(('127.0.0.1',9022),timeout=10);"
