@@ -167,6 +167,7 @@ class Node:
         # ---- streams (issue 18, userspace/): every node terminates peers' streams; proxies if configured
         self.streams = Userspace(self.pump, self.overlay or "0.0.0.0", s.streams, userspace=s.userspace)
         await self.streams.start()
+        rec.on_peer_gone = self.streams.mux.peer_gone   # a revoked peer's streams are reset at once
         if self._payment_setup is not None:
             from shadowmesh_client.node.payments import NodePayments
 

@@ -65,6 +65,7 @@ class Reconciler:
         self.ondemand = None   # discovery.ondemand.OnDemand
         self.relay_dial = None   # dial relays from the punch port (NAT-mapped address = the relay's view)
         self.on_relay_discovery = None   # discovery messages from relays
+        self.on_peer_gone: Callable[[bytes], None] | None = None   # streams of a removed peer (userspace/)
 
     # ---- directory -> table ---------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -177,6 +178,8 @@ class Reconciler:
             return None
         self.peers_closed += 1
         log.info("closing peer %s: %s", key.hex()[:8], why)
+        if self.on_peer_gone is not None:
+            self.on_peer_gone(key)
         frame = peer.session.close(now())
         path, peer.path = peer.path, None
         if frame is not None and path is not None and path.send_nowait(frame):

@@ -298,3 +298,28 @@ def test_the_packet_sink_answers_a_tun_peer_with_ping_replies_and_tcp_resets():
             await mesh.stop()
 
     run(scenario())
+
+
+def test_a_revoked_peers_streams_are_reset_at_once():
+    """Revocation closes the peer (node/reconcile.py) and, through ``on_peer_gone``, resets its streams
+    immediately instead of on the next send."""
+    async def scenario():
+        server, port = await _echo_server()
+        mesh = Mesh()
+        try:
+            a, b = await _pair(mesh, port)
+            reader, writer = await socks_connect(a.daemon.streams.ports["socks"], b.overlay, 80)
+            writer.write(b"hello")
+            await writer.drain()
+            assert await reader.readexactly(5) == b"hello"
+            assert a.daemon.streams.mux.count() == 1
+            mesh.registry.revoke(b.device)
+            mesh.registry.sync()
+            await wait_for(lambda: a.daemon.streams.mux.count() == 0, 5, "a's stream to the revoked peer reset")
+            assert await asyncio.wait_for(reader.read(), 5) == b""   # the SOCKS client sees the stream end
+            writer.close()
+        finally:
+            await mesh.stop()
+            server.close()
+
+    run(scenario())
