@@ -13,7 +13,7 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ("protocol", "directory", "mesh", "relay", "cluster", "userspace", "qos")
+BENCHMARKS = ("protocol", "directory", "mesh", "relay", "cluster", "userspace", "qos", "peers5000")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from typing import Any
 
 KNOWN, LIVE = 10_000, 5_000
 IDLE_SECONDS = 10.0
+PROFILE = False   # set True to print where the idle CPU goes
 
 
 _NOT_OWNED = (type, type(sys), type(lambda: 0), types.CoroutineType, types.FrameType, asyncio.Task, asyncio.Future)
@@ -74,7 +75,9 @@ async def measure(known: int, live: int, idle_seconds: float) -> dict:
     node_dev = reg.register(endpoint="ws://n:7000/n")
     p_dev = reg.register(endpoint="ws://p:7000/p")
     swarm = [reg.register() for _ in range(known - 3)]
-    settings: dict[str, Any] = dict(mtu=1400, on_demand=True, backoff_max=0.5, handshake_guard=None)
+    # idle_timeout: an hour, so sessions made early in the ramp-up are still live when measured
+    settings: dict[str, Any] = dict(mtu=1400, on_demand=True, idle_timeout=3600.0, backoff_max=0.5,
+                                    handshake_guard=None)
     ntun, ptun = FakeTun("n", mtu=1400), FakeTun("p", mtu=1400)
     node = Node(node_dev.identity, reg.source(), NodeSettings(tun_name="n", listen="n:7000", **settings),
                 transport=transport, tun=ntun)
@@ -144,7 +147,16 @@ async def measure(known: int, live: int, idle_seconds: float) -> dict:
 
     # ---- idle CPU ----
     c0, w0 = time.process_time(), time.perf_counter()
+    if PROFILE:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
     await asyncio.sleep(idle_seconds)
+    if PROFILE:
+        prof.disable()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
     idle_cpu = (time.process_time() - c0) / (time.perf_counter() - w0) * 100
 
     for ev in stops:

@@ -15,7 +15,9 @@ Session is NEW (no keys, no timers: ~0.85 KB measured, bench/peers5000.py), and:
   direct link closed, a fresh NEW session in its place. The next packet handshakes again (~1 RTT).
 
 Only live peers are looked at (``live``: those that reached ESTABLISHED), so the idle check costs
-O(live sessions), not O(known devices). Not task-safe beyond the event loop.
+O(live sessions), not O(known devices); the node's trust sweep likewise checks live sessions every tick
+and every known device every ``CHECK_SECONDS`` (``sweep_all_due``), and ``PeerTable.reselect`` skips
+peers with no session whose relay path is up (node/peers.py). Not task-safe beyond the event loop.
 May import: protocol, node.peers (PeerState), transport (close codes).
 """
 
@@ -48,7 +50,18 @@ class OnDemand:
         self._clock = clock
         self.live: dict[bytes, list] = {}     # key -> [activity count, time it last changed]
         self._next_check = 0.0
+        self._next_full = 0.0
         self.dropped = 0
+
+    def sweep_all_due(self) -> bool:
+        """True every ``CHECK_SECONDS``: the trust sweep then looks at every known device (a NEW session
+        carries nothing, so a registration that expired without an event may wait that long; revocations
+        come as events and are applied at once by ``refresh``); in between only live sessions."""
+        t = self._clock()
+        if t < self._next_full:
+            return False
+        self._next_full = t + CHECK_SECONDS
+        return True
 
     def want_dialer_now(self, peer) -> bool:
         """At refresh: dial up front only if there is no relay to carry a first packet."""

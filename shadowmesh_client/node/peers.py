@@ -287,10 +287,12 @@ class PeerTable:
         by RTT only matters once it carries traffic, and re-choosing 10,000 idle peers every tick costs ~10 %
         of a core (bench/peers5000.py)."""
         new = SessionState.NEW
+        up = {r for r in self.relays.values() if r.ready and r.link is not None and not r.link.closed}
         for peer in self.peers.values():
             path = peer.path
-            if peer.session.state is not new or path is None or not path.up or peer.direct is not None:
-                peer.select()
+            if peer.session.state is new and peer.direct is None and isinstance(path, RelayPath) and path.relay in up:
+                continue
+            peer.select()
 
 
 def should_dial(my_key: bytes, my_endpoint: str | None, peer_key: bytes, peer_endpoint: str | None) -> bool:

@@ -109,12 +109,17 @@ class Reconciler:
 
     def sweep(self) -> None:
         """Drop every peer and relay the trust policy no longer trusts (expiry has no event)."""
-        for key in self.trust.untrusted(list(self.table.peers)):
+        od = self.ondemand
+        if od is None or od.sweep_all_due():
+            keys = list(self.table.peers)
+        else:   # issue 15, on demand: live sessions every tick, all known devices every CHECK_SECONDS
+            keys = [k for k in od.live if k in self.table.peers]
+        for key in self.trust.untrusted(keys):
             self.close_peer(key, "no longer trusted by the directory")
         for key in self.trust.untrusted(list(self.table.relays)):
             self.drop_relay(key)
-        if self.ondemand is not None:
-            self.ondemand.sweep()
+        if od is not None:
+            od.sweep()
 
     # ---- sessions on demand (issue 15; discovery/ondemand.py calls these) ------------------------------
     def start_dialer(self, peer: PeerState) -> None:

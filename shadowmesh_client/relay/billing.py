@@ -305,22 +305,22 @@ class RelayBilling:
         self.claims_due = o.due if o.due is not None else self.claims_due
 
     def _set_budgets(self, budgets: dict[bytes, int], grants: dict[bytes, Grant]) -> None:
-        old = self.core.budgets
-        for key, left in budgets.items():
-            was = old.get(key)
-            grant = grants.get(key)
+        """Install ``budgets``; a device whose grant was just recomputed (in ``grants``) and is now 0 is
+        newly stopped (logged, RELAY_NOTICE queued with the reason), one above 0 that was stopped resumes.
+        Devices without a new grant keep their state until their own recompute."""
+        for key, grant in grants.items():
+            left = budgets.get(key, 0)
             if left <= 0 and key not in self._blocked:   # newly stopped (the core may have spent it to 0)
                 self.cutoffs += 1
-                why = grant.reason if grant is not None and grant.reason != cr.OK else cr.CREDIT
+                why = grant.reason if grant.reason != cr.OK else cr.CREDIT
                 log.warning("device %s: relaying stopped: %s", key.hex()[:16], why)
-                if grant is not None:
-                    g = Grant(0, why, grant.payer, grant.owed, grant.guaranteed, grant.price)
-                    self._notices[key] = g.notice().encode()
-            elif left > 0 and was is not None and was <= 0 and key in self._blocked:
+                g = Grant(0, why, grant.payer, grant.owed, grant.guaranteed, grant.price)
+                self._notices[key] = g.notice().encode()
+            elif left > 0 and key in self._blocked:
                 log.info("device %s: relaying resumed (caught up)", key.hex()[:16])
-                if grant is not None:
-                    self._notices[key] = grant.notice().encode()
-        self._blocked = {k for k, v in budgets.items() if v <= 0}
+                self._notices[key] = grant.notice().encode()
+        self._blocked = ({k for k in self._blocked if k not in grants and k in budgets}
+                         | {k for k in grants if budgets.get(k, 0) <= 0})
         self.core.budgets = budgets
 
     # ---- worker thread --------------------------------------------------------------------------------
@@ -564,7 +564,8 @@ class RelayBilling:
     def status(self) -> dict:
         return {"relay_account": self.relay, "price_per_byte": self.price, "receipts_stored": self.stored,
                 "receipts_rejected": self.rejected, "count_answers": self.count_answers, "cutoffs": self.cutoffs,
-                "notices_sent": self.notices_sent, "auto_claim": self.settings.claim_account is not None,
+                "notices_sent": self.notices_sent, "notices_pending": len(self._notices),
+                "auto_claim": self.settings.claim_account is not None,
                 "claimed_base": self.claimed_base, "claims": self.claims, "claims_due": self.claims_due,
                 "blocked": sorted(k.hex() for k in self._blocked),
                 "devices": {k.hex(): dict(self._figures.get(k, {}), decision=v) for k, v in self._decisions.items()}}

@@ -70,10 +70,13 @@ from shadowmesh_client.relay.settings import (  # noqa: F401 - re-exported: cli/
 )
 from shadowmesh_client.relay.usage import UsageBook
 from shadowmesh_client.rewards.messages import is_control
-from shadowmesh_client.transport import ServerConfig, Transport
+from shadowmesh_client.transport import LinkClosedError, ServerConfig, Transport
 from shadowmesh_client.transport.config import site_mtime_for
 
 log = logging.getLogger(__name__)
+
+NOTICE_SEND_SECONDS = 1.0
+"""Seconds the biller waits for room to send one RELAY_NOTICE before retrying it at its next round."""
 
 
 class RelayDaemon:
@@ -237,18 +240,25 @@ class RelayDaemon:
             await asyncio.sleep(SETTLE_SECONDS)
             self._account()
             await self.billing.settle({link.peer for link in self.server.links})
-            self._send_notices()
+            await self._send_notices()
 
-    def _send_notices(self) -> None:
+    async def _send_notices(self) -> None:
         """RELAY_NOTICEs (why a device is no longer carried, or carried again; issue 11 item 2), sealed in
-        the device's session. A link with no room now gets it at the next biller round; a device gone gets
-        none (it is told again when it is stopped again)."""
+        the device's session; waits up to NOTICE_SEND_SECONDS for room on a busy link, else it goes at the
+        next biller round. A device gone gets none (it is told again when it is stopped again)."""
         for key, payload in self.billing.take_notices().items():
             link = self.server.core.link_of(key)
             if link is None:
                 continue
-            frames = self.door.seal(key, [payload])
-            sent = bool(frames) and all(link.send_nowait(encode_local(frame)) for frame in frames)
+            sent = False
+            try:
+                for frame in self.door.seal(key, [payload]):
+                    message = encode_local(frame)
+                    if not link.send_nowait(message):
+                        await asyncio.wait_for(link.send(message), NOTICE_SEND_SECONDS)
+                    sent = True
+            except (TimeoutError, LinkClosedError):
+                sent = False
             self.billing.notice_done(key, payload, sent)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------

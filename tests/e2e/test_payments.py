@@ -156,8 +156,14 @@ def test_device_that_does_not_sign_is_cut_off_after_its_credit(lab):
     assert st["drops"].get("unpaid", 0) > 0
     assert st["payments"]["devices"][lab.d.public_key]["receipted"] == 0
     # Issue 11 item 2: the relay told D why (a sealed RELAY_NOTICE), and D shows it.
-    notice = lab.wait_for(lambda: ((lab.status(lab.d).get("payments") or {}).get("relays", {})
-                                   .get(lab.relay.public_key, {}).get("notice")), 10, "D's relay notice")
+    try:
+        notice = lab.wait_for(lambda: ((lab.status(lab.d).get("payments") or {}).get("relays", {})
+                                       .get(lab.relay.public_key, {}).get("notice")), 10, "D's relay notice")
+    except Exception:
+        raise AssertionError(f"no notice: D payments {lab.status(lab.d).get('payments')}; relay notices_sent "
+                             f"{lab.status(lab.relay)['payments'].get('notices_sent')} pending "
+                             f"{lab.status(lab.relay)['payments'].get('notices_pending')}; D log: "
+                             f"{lab.d.log.read_text()[-3000:]}") from None
     assert not notice["carrying"] and notice["reason"] == "credit_exceeded" and notice["what_to_do"]
     r = lab.topo.run("a", ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", lab.c.overlay], check=False)
     assert r.returncode != 0, "traffic still flows for a device over its credit"
