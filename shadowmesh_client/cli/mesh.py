@@ -141,7 +141,8 @@ def _routing_options(fn):
         click.option("--exit-allow-lan", is_flag=True, default=None,
                      help="With --exit-node: keep directly connected networks outside the tunnel."),
         click.option("--advertise-exit", is_flag=True, default=None,
-                     help="Offer this device as an exit node (NAT to its uplink; admin approval in approval networks)."),
+                     help="Offer this device as an exit node (NAT to its uplink; admin approval in approval "
+                          "networks)."),
         click.option("--advertise-routes", metavar="PREFIX[,PREFIX...]",
                      help="Prefixes behind this device (its LAN), routed to it after the network admin approves."),
         click.option("--name", "name", metavar="LABEL", help="This device's name (NAME.NETWORK.<suffix> in DNS)."),

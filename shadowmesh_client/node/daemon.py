@@ -59,6 +59,7 @@ from shadowmesh_client.userspace.service import Userspace
 if TYPE_CHECKING:
     from shadowmesh_client.api.server import ApiServer
     from shadowmesh_client.node.payments import NodePayments, RelayNotices
+    from shadowmesh_client.routing.node import NodeRouting
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Node:
         self.reconciler: Reconciler | None = None
         self.timers: SessionTimers | None = None
         self.pump: Pump | None = None
-        self.routing = None                # routing.node.NodeRouting while running (settings.routing)
+        self.routing: NodeRouting | None = None   # while running, when settings.routing is set
         self.streams: Userspace | None = None   # the stream layer (issue 18), while running
         self.server: Server | None = None
         self.tun: TunDevice | None = None
@@ -152,7 +153,8 @@ class Node:
         from shadowmesh_client.tun import configure_async
 
         v6 = tun_address6(self.ds.directory, self.overlay or "", s.routing)   # issue 14: None without IPv6
-        self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=True, ipv4_only=v6 is None)  # coalesced TCP writes (tun/gro.py)
+        # vnet_hdr: coalesced TCP writes (tun/gro.py)
+        self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=True, ipv4_only=v6 is None)
         await configure_async(self.tun.name, f"{self.overlay}/{OVERLAY_PREFIX}", mtu=s.mtu, address6=v6)
 
     async def _start(self, spawn: Spawner, me) -> list[asyncio.Task]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 DEFAULT_SUFFIX = "shadowmesh.internal"
@@ -49,8 +50,8 @@ class NameTable:
         self.conflicts: list[str] = []
 
     @classmethod
-    def build(cls, zone: str, devices: list[tuple[bytes, tuple[int, int], ipaddress.IPv4Address,
-                                                  ipaddress.IPv6Address | None, str | None]]) -> NameTable:
+    def build(cls, zone: str, devices: Sequence[tuple[bytes, tuple[int, int], ipaddress.IPv4Address,
+                                                      ipaddress.IPv6Address | None, str | None]]) -> NameTable:
         """``devices``: (key, registration position, v4, v6, claimed name or None) of every trusted device."""
         table = cls(zone)
         for key, _pos, v4, v6, claimed in sorted(devices, key=lambda d: (d[1], d[0])):

@@ -8,6 +8,11 @@ reader for every peer. With QoS on (``QosSender`` installed as ``Pump.qos``), th
 * once a peer's path is full, its packets go to that peer's own queues, one per class, drained by one
   task per backlogged peer: INTERACTIVE packets first, then frames already sealed, then BULK, one frame's
   worth at a time (so an interactive packet waits behind at most one bulk frame of ours);
+* bulk is handed to a link only while the link's ``buffered_bytes`` is below ``LINK_BULK_CAP`` (the fast
+  path too): what a link already holds is a FIFO we cannot reorder, so it is kept short (with the
+  socket's TCP_NOTSENT_LOWAT, transport/ws/link.py, the kernel's unsent queue is short as well). A drain
+  waiting for the link to go below the cap looks again every ``LINK_POLL_SECONDS``, or at once when an
+  interactive packet arrives; interactive packets go to the link at once, whatever it holds;
 * each peer's queued bytes are bounded (``QUEUE_BYTES`` bulk, ``INTERACTIVE_QUEUE_BYTES`` interactive):
   beyond that the packet is dropped and counted (tail drop: the inner TCP slows down for that peer
   only). A slow peer therefore costs other peers nothing.
@@ -20,7 +25,8 @@ else BULK.
 Concurrency: one ``run()`` task (a TaskGroup) owns every drain task; ``send`` is called from the pump's
 reader callback on the same loop. Not thread-safe.
 
-May import: transport (LinkClosedError), asyncio.
+May import: transport (LinkClosedError), asyncio. Paths are duck-typed: ``send_nowait``/``send``, and
+``link`` (a direct path) or ``relay.link`` (a relay path) for ``buffered_bytes``.
 """
 
 from __future__ import annotations
@@ -54,6 +60,22 @@ INTERACTIVE_QUEUE_BYTES = 256 * 1024
 BULK_FRAME_BYTES = 60_000
 """Bytes of bulk packets sealed per drain step (about one frame): the most an interactive packet waits
 behind in our queue."""
+LINK_BULK_CAP = 64 * 1024
+"""Bytes: bulk is handed to a link only while its ``buffered_bytes`` is below this (so an interactive packet
+waits behind at most this plus one frame in the process, ~0.5 ms at 1 Gbit/s)."""
+LINK_POLL_SECONDS = 0.001
+"""Seconds: how often a drain held by ``LINK_BULK_CAP`` looks at the link again (the link has no event
+for "below the cap"; the kernel still holds up to TCP_NOTSENT_LOWAT = 128 KiB, ~1 ms at 1 Gbit/s)."""
+
+
+def buffered(path) -> int:
+    """Bytes the link under ``path`` holds unsent (0 if unknown: a path without a link with
+    ``buffered_bytes``)."""
+    link = getattr(path, "link", None)
+    if link is None:
+        relay = getattr(path, "relay", None)
+        link = getattr(relay, "link", None)
+    return getattr(link, "buffered_bytes", 0) if link is not None else 0
 
 
 def parse_ports(spec: Iterable[str | int]) -> frozenset[int]:
@@ -98,7 +120,7 @@ class Classifier:
 
 
 class _Queue:
-    __slots__ = ("hi", "hi_bytes", "bulk", "bulk_bytes", "sealed", "task")
+    __slots__ = ("hi", "hi_bytes", "bulk", "bulk_bytes", "sealed", "task", "kick")
 
     def __init__(self) -> None:
         self.hi: deque = deque()
@@ -106,6 +128,7 @@ class _Queue:
         self.sealed: deque = deque()     # frames sealed by the fast path that did not fit
         self.hi_bytes = self.bulk_bytes = 0
         self.task: asyncio.Task | None = None
+        self.kick: asyncio.Event | None = None   # set while the drain waits for the link's cap
 
     def __bool__(self) -> bool:
         return bool(self.hi or self.bulk or self.sealed)
@@ -115,8 +138,10 @@ class QosSender:
     """Per-peer, per-class queues. ``seal(peer, packets) -> frames`` is the pump's sealing function."""
 
     def __init__(self, seal: Callable, classify: Callable[[bytes], int] | None = None, *,
-                 queue_bytes: int = QUEUE_BYTES, interactive_bytes: int = INTERACTIVE_QUEUE_BYTES) -> None:
+                 queue_bytes: int = QUEUE_BYTES, interactive_bytes: int = INTERACTIVE_QUEUE_BYTES,
+                 link_cap: int = LINK_BULK_CAP) -> None:
         self._seal = seal
+        self.link_cap = link_cap
         self.classify = classify or Classifier()
         self.queue_bytes, self.interactive_bytes = queue_bytes, interactive_bytes
         self._queues: dict = {}          # PeerState -> _Queue, only while it has a backlog
@@ -126,11 +151,13 @@ class QosSender:
         self.queued = [0, 0]             # packets that went through a queue, per class
         self.send_errors = 0
         self.frames_out = 0
+        self.cap_waits = 0               # times a drain waited for a link to go below link_cap
 
     def counters(self) -> dict:
         return {"qos_dropped": self.dropped, "qos_dropped_no_path": self.dropped_no_path,
                 "qos_queued_interactive": self.queued[INTERACTIVE], "qos_queued_bulk": self.queued[BULK],
-                "qos_backlogged_peers": len(self._queues), "qos_frames_out": self.frames_out}
+                "qos_backlogged_peers": len(self._queues), "qos_frames_out": self.frames_out,
+                "qos_cap_waits": self.cap_waits}
 
     async def run(self) -> None:
         """Own the drain tasks until cancelled (then every drain task is cancelled and awaited)."""
@@ -153,9 +180,9 @@ class QosSender:
                 self.dropped_no_path += len(packets)
                 return None
             frames = self._seal(peer, packets)
-            nowait = path.send_nowait
+            nowait, cap = path.send_nowait, self.link_cap
             for i, frame in enumerate(frames):
-                if not nowait(frame):
+                if buffered(path) >= cap or not nowait(frame):
                     q = self._backlog(peer)
                     if q is None:
                         return None
@@ -173,6 +200,8 @@ class QosSender:
                 q.hi.append(p)
                 q.hi_bytes += n
                 self.queued[INTERACTIVE] += 1
+                if q.kick is not None:
+                    q.kick.set()
             else:
                 if q.bulk_bytes + n > self.queue_bytes:
                     self.dropped += 1
@@ -190,6 +219,7 @@ class QosSender:
         return q
 
     def _next(self, peer, q: _Queue) -> list:
+        """The next frames to send: every interactive packet, else one sealed frame or one bulk frame."""
         if q.hi:
             batch = list(q.hi)
             q.hi.clear()
@@ -212,6 +242,9 @@ class QosSender:
                 if path is None:
                     self.dropped_no_path += len(q.hi) + len(q.bulk) + len(q.sealed)
                     break
+                if not q.hi and buffered(path) >= self.link_cap:
+                    await self._cap_wait(q)      # bulk only: wait until the link holds less than the cap
+                    continue
                 for frame in self._next(peer, q):
                     if not path.send_nowait(frame):
                         await path.send(frame)
@@ -222,3 +255,14 @@ class QosSender:
         finally:
             if self._queues.get(peer) is q:
                 del self._queues[peer]
+
+    async def _cap_wait(self, q: _Queue) -> None:
+        """Sleep ``LINK_POLL_SECONDS``, or less if an interactive packet is queued meanwhile."""
+        self.cap_waits += 1
+        kick = q.kick = asyncio.Event()
+        handle = asyncio.get_running_loop().call_later(LINK_POLL_SECONDS, kick.set)
+        try:
+            await kick.wait()
+        finally:
+            handle.cancel()
+            q.kick = None

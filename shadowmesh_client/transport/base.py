@@ -55,6 +55,8 @@ class Link(Protocol):
       may no longer be used. A callback that raises aborts the link.
     * ``close(code, reason)`` is idempotent; ``wait_closed`` returns once the link is gone.
     * ``latency``: seconds of the last heartbeat round trip (0.0 until measured).
+    * ``buffered_bytes``: bytes handed to ``send``/``send_nowait`` that have not left this process yet
+      (the write buffer ``send_nowait`` compares with its limit; routing/qos.py caps bulk by it).
     """
 
     peer: Any
@@ -91,6 +93,9 @@ class Link(Protocol):
 
     @property
     def latency(self) -> float: ...
+
+    @property
+    def buffered_bytes(self) -> int: ...
 
 
 OnLink = Callable[[Link], Awaitable[None]]

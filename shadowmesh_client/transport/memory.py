@@ -103,6 +103,12 @@ class MemoryLink:
             other._room.clear()
             await other._room.wait()  # set by the reader's _take, and by _terminate on either end
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes sent on this end and not yet taken by the other end (the write buffer's equivalent)."""
+        other = self._other
+        return 0 if other is None else other._unread
+
     def _put(self, other: MemoryLink, data: bytes) -> None:
         self.messages_out += 1
         self.bytes_out += len(data)

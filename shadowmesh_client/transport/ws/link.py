@@ -53,6 +53,7 @@ May import: websockets, transport.errors. Nothing above the transport.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -78,6 +79,13 @@ MAX_PINGS_PER_SECOND = 50
 """Pings a peer may send per second (ours: one per 5 s; the relay's one per 20 s)."""
 _CONT, _PING = Opcode.CONT, Opcode.PING
 
+NOTSENT_LOWAT = 128 * 1024
+"""Bytes: TCP_NOTSENT_LOWAT on every link socket (client and server end). The kernel keeps at most about
+this much not-yet-sent data queued (the rest waits in the asyncio write buffer, which ``write_limit`` and
+``buffered_bytes`` see), instead of up to ``tcp_wmem``'s 4 MiB: a frame sent now (an interactive packet,
+routing/qos.py) waits behind ~1 ms of bulk at 1 Gbit/s, not ~30 ms. Issue 14 "QoS"."""
+_TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)   # Linux's value; older Pythons lack the name
+
 
 class Link:
     """Wraps a websockets connection. Create via LinkServer / dial / ReconnectingClient, not directly."""
@@ -89,6 +97,7 @@ class Link:
         self._conn = connection
         _drop_handshake(connection)
         _guard(connection)
+        _set_notsent_lowat(connection)
         self.peer = peer              # server side: what authenticate() returned; client side: the url
         self.is_client = is_client
         self.messages_in = 0
@@ -199,6 +208,12 @@ class Link:
         """Seconds of the last heartbeat round trip (0 until the first pong)."""
         return self._conn.latency
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes in the asyncio write buffer (websockets writes every frame straight to the transport;
+        the kernel's unsent bytes, bounded by ``NOTSENT_LOWAT``, are not counted)."""
+        return self._conn.transport.get_write_buffer_size()
+
     def __repr__(self) -> str:
         side = "client" if self.is_client else "server"
         return f"<Link {side} {self.remote_address} closed={self.closed}>"
@@ -280,6 +295,17 @@ def _drop_handshake(connection: Connection) -> None:
     if response is not None and response is not _EMPTY_RESPONSE:
         response.headers.clear()
         connection.response = _EMPTY_RESPONSE
+
+
+def _set_notsent_lowat(conn: Connection) -> None:
+    """TCP_NOTSENT_LOWAT on the link's socket (see ``NOTSENT_LOWAT``); a no-op where unsupported."""
+    sock = conn.transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
+    except OSError as exc:   # not Linux / not TCP: the kernel's queue stays as autotuned
+        log.debug("TCP_NOTSENT_LOWAT not set: %s", exc)
 
 
 def _guard(conn: Connection) -> None:

@@ -163,7 +163,8 @@ def _fabricated_registration(deployed, net: int) -> tuple[dict, Identity]:
     data = abi_encode(["bytes32", "uint32", "uint64", "uint8", "bool", "string", "bytes"],
                       [ident.public_key, 0x644000FE, int(time.time()) + 10**6, 2, False, "", proof])
     did = device_id(net, owner, ident.public_key)
-    return {"address": dep.registry.lower(), "blockNumber": hex(block["number"]), "blockHash": block["hash"].to_0x_hex(),
+    return {"address": dep.registry.lower(), "blockNumber": hex(block["number"]),
+            "blockHash": block["hash"].to_0x_hex(),
             "transactionHash": "0x" + "ee" * 32, "transactionIndex": "0x0", "logIndex": "0x63", "removed": False,
             "topics": [TOPICS["DeviceRegistered"], network_topic(net), "0x" + did.hex(),
                        "0x" + bytes(12).hex() + owner[2:].lower()],
