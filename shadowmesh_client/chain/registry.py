@@ -167,6 +167,39 @@ def accept_network_admin(chain: Chain, account: Any, network_id: int) -> TxResul
     return _receipt("network-admin-accept", receipt, network_id=network_id)
 
 
+def withdraw_network_fees(chain: Chain, account: Any, network_id: int, to: str | None = None) -> TxResult:
+    """Send the network's collected fees (wei) to ``to`` (default: the sender) (network admin)."""
+    fn = chain.registry.functions.withdrawNetworkFees(network_id, to or account.address)
+    receipt = chain.transact(account, fn)
+    logs = _events(chain, receipt, "NetworkFeesWithdrawn")
+    r = _receipt("network-withdraw-fees", receipt, network_id=network_id)
+    if logs:
+        r.fee_paid = int(logs[0]["args"]["amount"])   # wei sent to ``to``
+    return r
+
+
+def network_info(chain: Chain, network_id: int) -> dict:
+    """The network's record (view calls): admin, pending admin, policy, period, fee and collected fees (wei),
+    and whether registration is open."""
+    require_network(chain, network_id)
+    f = chain.registry.functions
+    # Network(admin, nextOverlay, policy, registrationPeriod, closed)
+    rec = chain.call(f.networks(network_id))
+    fee, collected = chain.call(f.networkFee(network_id))
+    pending = chain.call(f.pendingNetworkAdmin(network_id))
+    return {
+        "network_id": network_id,
+        "admin": rec[0],
+        "pending_admin": None if int(pending, 16) == 0 else pending,
+        "policy": "approval" if int(rec[2]) == int(JoinPolicy.APPROVAL) else "open",
+        "registration_period": int(rec[3]),
+        "registration": "closed" if rec[4] else "open",
+        "network_fee_wei": int(fee),
+        "protocol_fee_wei": int(chain.call(f.registrationFee())),
+        "collected_fees_wei": int(collected),
+    }
+
+
 def suspend(chain: Chain, account: Any, device_id: str) -> TxResult:
     receipt = chain.transact(account, chain.registry.functions.suspendDevice(_id(device_id)))
     return _receipt("suspend", receipt, device_id=device_id, status="suspended")
