@@ -68,7 +68,7 @@ class PeerLinks:
     session starts a handshake or reports an event (the timer task reschedules)."""
 
     def __init__(self, table: PeerTable, trust: TrustPolicy, settings: NodeSettings, transport: Transport,
-                 spawn: Spawner, on_session: Callable[[], None]) -> None:
+                 spawn: Spawner, on_session: Callable[[object | None], None]) -> None:
         self.table = table
         self.trust = trust
         self.settings = settings
@@ -122,7 +122,7 @@ class PeerLinks:
         def hello() -> bytes:
             cookie, peer.cookie = peer.cookie, None
             frame = with_cookie(peer.usable_session().initiate(now()), cookie)
-            self._on_session()
+            self._on_session(peer)   # one peer's deadline changed: the timer heap looks at it alone
             return frame
 
         async def on_link(link: Link) -> None:
@@ -224,7 +224,7 @@ class PeerLinks:
                     self.on_established(peer)
             elif ev is SessionEvent.CLOSED:
                 log.info("peer %s: session closed by the peer", peer.key.hex()[:8])
-        self._on_session()
+        self._on_session(peer)
 
 
 async def _send_path(path: RelayPath, frames: list) -> None:

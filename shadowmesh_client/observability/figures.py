@@ -101,8 +101,9 @@ class NodeFigures:
             b.set("shadowmesh_node_tun_packets", n.tun.stats.tx_packets, direction="tx")
         if n.payments is not None:
             st = n.payments.status()
-            b.set("shadowmesh_node_receipts", st["receipts_sent"], result="sent")
-            b.set("shadowmesh_node_receipts", st["send_failed"], result="send_failed")
+            # an unpaid node keeps only the relays' notices (node/payments.py RelayNotices): no receipts
+            b.set("shadowmesh_node_receipts", st.get("receipts_sent", 0), result="sent")
+            b.set("shadowmesh_node_receipts", st.get("send_failed", 0), result="send_failed")
             for fig in st["relays"].values():
                 for state in ("counted", "signed", "acked"):
                     b.add("shadowmesh_node_receipt_bytes", fig.get(state) or 0, state=state)

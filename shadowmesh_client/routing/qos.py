@@ -8,11 +8,11 @@ reader for every peer. With QoS on (``QosSender`` installed as ``Pump.qos``), th
 * once a peer's path is full, its packets go to that peer's own queues, one per class, drained by one
   task per backlogged peer: INTERACTIVE packets first, then frames already sealed, then BULK, one frame's
   worth at a time (so an interactive packet waits behind at most one bulk frame of ours);
-* bulk is handed to a link only while the link's ``buffered_bytes`` is below ``LINK_BULK_CAP`` (the fast
-  path too): what a link already holds is a FIFO we cannot reorder, so it is kept short (with the
-  socket's TCP_NOTSENT_LOWAT, transport/ws/link.py, the kernel's unsent queue is short as well). A drain
-  waiting for the link to go below the cap looks again every ``LINK_POLL_SECONDS``, or at once when an
-  interactive packet arrives; interactive packets go to the link at once, whatever it holds;
+* optionally (``link_cap``; off by default, see ``LINK_BULK_CAP`` for why), bulk is handed to a link only
+  while the link's ``buffered_bytes`` is below the cap (the fast path too): what a link already holds is a
+  FIFO we cannot reorder. A drain held by the cap looks again every ``LINK_POLL_SECONDS``, or at once when
+  an interactive packet arrives; interactive packets go to the link at once, whatever it holds. (The
+  kernel's unsent queue is bounded by TCP_NOTSENT_LOWAT, transport/ws/link.py, whatever the setting.)
 * each peer's queued bytes are bounded (``QUEUE_BYTES`` bulk, ``INTERACTIVE_QUEUE_BYTES`` interactive):
   beyond that the packet is dropped and counted (tail drop: the inner TCP slows down for that peer
   only). A slow peer therefore costs other peers nothing.
@@ -61,8 +61,11 @@ BULK_FRAME_BYTES = 60_000
 """Bytes of bulk packets sealed per drain step (about one frame): the most an interactive packet waits
 behind in our queue."""
 LINK_BULK_CAP = 64 * 1024
-"""Bytes: bulk is handed to a link only while its ``buffered_bytes`` is below this (so an interactive packet
-waits behind at most this plus one frame in the process, ~0.5 ms at 1 Gbit/s)."""
+"""Bytes: with ``QosSender(link_cap=LINK_BULK_CAP)``, bulk is handed to a link only while its
+``buffered_bytes`` is below this (an interactive packet then waits behind at most this plus one frame in the
+process, ~0.5 ms at 1 Gbit/s). Not the default: in ``python -m bench qos --quick`` (paired runs, docs/routing.md
+"QoS") it cut bulk with QoS on from ~1.9-3.1 to ~1.7 Gbit/s and did not lower the loaded ping/echo RTT: the
+queue interactive packets wait in under load is not the sender's link buffer on this machine."""
 LINK_POLL_SECONDS = 0.001
 """Seconds: how often a drain held by ``LINK_BULK_CAP`` looks at the link again (the link has no event
 for "below the cap"; the kernel still holds up to TCP_NOTSENT_LOWAT = 128 KiB, ~1 ms at 1 Gbit/s)."""
@@ -139,7 +142,7 @@ class QosSender:
 
     def __init__(self, seal: Callable, classify: Callable[[bytes], int] | None = None, *,
                  queue_bytes: int = QUEUE_BYTES, interactive_bytes: int = INTERACTIVE_QUEUE_BYTES,
-                 link_cap: int = LINK_BULK_CAP) -> None:
+                 link_cap: int | None = None) -> None:
         self._seal = seal
         self.link_cap = link_cap
         self.classify = classify or Classifier()
@@ -182,7 +185,7 @@ class QosSender:
             frames = self._seal(peer, packets)
             nowait, cap = path.send_nowait, self.link_cap
             for i, frame in enumerate(frames):
-                if buffered(path) >= cap or not nowait(frame):
+                if (cap is not None and buffered(path) >= cap) or not nowait(frame):
                     q = self._backlog(peer)
                     if q is None:
                         return None
@@ -242,7 +245,7 @@ class QosSender:
                 if path is None:
                     self.dropped_no_path += len(q.hi) + len(q.bulk) + len(q.sealed)
                     break
-                if not q.hi and buffered(path) >= self.link_cap:
+                if self.link_cap is not None and not q.hi and buffered(path) >= self.link_cap:
                     await self._cap_wait(q)      # bulk only: wait until the link holds less than the cap
                     continue
                 for frame in self._next(peer, q):
