@@ -10,59 +10,36 @@ is the read end of a pipe that is readable exactly while injected packets wait, 
 from __future__ import annotations
 
 import errno
-import os
 from collections import deque
 
 from shadowmesh_client.errors import TunError
 
-from .base import DEFAULT_BATCH, TunDevice, TunStats, check_mtu
+from .base import DEFAULT_BATCH, check_mtu
+from .queued import QueuedTun
 
 
-class FakeTun(TunDevice):
+class FakeTun(QueuedTun):
     """A TUN device made of two queues. ``write`` refuses packets longer than ``mtu`` (as a test aid)."""
 
     def __init__(self, name: str = "fake0", mtu: int = 1400, *, ipv4_only: bool = True) -> None:
-        self._name = name
-        self._mtu = check_mtu(mtu)
+        super().__init__(name, check_mtu(mtu))
         self._ipv4_only = ipv4_only
-        self._inbound: deque[bytes] = deque()
         self.written: deque[bytes] = deque()
-        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._closed = False
-        self.stats = TunStats()
-
-    @property
-    def mtu(self) -> int:
-        return self._mtu
-
-    def fileno(self) -> int:
-        self._check_open()
-        return self._r
 
     def inject(self, packet: bytes) -> None:
         """Queue ``packet`` for ``read_batch``, as if an application had sent it into the tunnel."""
         self._check_open()
-        self._inbound.append(bytes(packet))
-        if len(self._inbound) == 1:
-            os.write(self._w, b"\0")  # readable while the queue is non-empty
+        self._queue(bytes(packet))
+
+    def _keep(self, packet: bytes) -> bool:
+        if self._ipv4_only and (not packet or packet[0] >> 4 != 4):
+            self.stats.rx_dropped_non_ipv4 += 1
+            return False
+        self.stats.rx_bytes += len(packet)
+        return True
 
     def read_batch(self, max_packets: int = DEFAULT_BATCH) -> list[bytes]:
-        if max_packets < 1:
-            raise ValueError(f"max_packets must be at least 1, got {max_packets}")
-        self._check_open()
-        out: list[bytes] = []
-        while self._inbound and len(out) < max_packets:
-            packet = self._inbound.popleft()
-            if self._ipv4_only and (not packet or packet[0] >> 4 != 4):
-                self.stats.rx_dropped_non_ipv4 += 1
-                continue
-            out.append(packet)
-            self.stats.rx_bytes += len(packet)
-        if not self._inbound:
-            try:
-                os.read(self._r, 1)
-            except BlockingIOError:
-                pass
+        out = self._take(max_packets, self._keep)
         self.stats.rx_packets += len(out)
         return out
 
@@ -73,11 +50,3 @@ class FakeTun(TunDevice):
         self.written.append(bytes(packet))
         self.stats.tx_packets += 1
         self.stats.tx_bytes += len(packet)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        os.close(self._r)
-        os.close(self._w)
-

@@ -19,12 +19,11 @@ May import: tun.base, errors.
 from __future__ import annotations
 
 import errno
-import os
 import struct
-from collections import deque
 
 from shadowmesh_client.errors import TunError
-from shadowmesh_client.tun.base import DEFAULT_BATCH, TunDevice, TunStats
+from shadowmesh_client.tun.base import DEFAULT_BATCH
+from shadowmesh_client.tun.queued import QueuedTun
 
 MAX_REPLIES = 1024
 """Replies queued at most (more are dropped: a flood of SYNs gets at most this many RSTs per read)."""
@@ -80,37 +79,14 @@ def reply_to(packet: bytes) -> bytes | None:
     return None
 
 
-class PacketSink(TunDevice):
+class PacketSink(QueuedTun):
     """A TunDevice without a kernel: answers pings and refuses TCP (see the module docstring)."""
 
     def __init__(self, name: str = "userspace", mtu: int = 65_000) -> None:
-        self._name = name
-        self._mtu = mtu
-        self._replies: deque[bytes] = deque()
-        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._closed = False
-        self.stats = TunStats()
-
-    @property
-    def mtu(self) -> int:
-        return self._mtu
-
-    def fileno(self) -> int:
-        self._check_open()
-        return self._r
+        super().__init__(name, mtu)
 
     def read_batch(self, max_packets: int = DEFAULT_BATCH) -> list[bytes]:
-        if max_packets < 1:
-            raise ValueError(f"max_packets must be at least 1, got {max_packets}")
-        self._check_open()
-        out: list[bytes] = []
-        while self._replies and len(out) < max_packets:
-            out.append(self._replies.popleft())
-        if not self._replies:
-            try:
-                os.read(self._r, 1)
-            except BlockingIOError:
-                pass
+        out = self._take(max_packets)
         self.stats.rx_packets += len(out)
         self.stats.rx_bytes += sum(len(p) for p in out)
         return out
@@ -118,17 +94,8 @@ class PacketSink(TunDevice):
     def write(self, packet: bytes) -> None:
         self._check_open()
         reply = reply_to(bytes(packet))
-        if reply is None or len(self._replies) >= MAX_REPLIES:
+        if reply is None or len(self._pending) >= MAX_REPLIES:
             raise TunError(errno.EINVAL, f"{self._name}: userspace mode has no IP stack for this packet")
         self.stats.tx_packets += 1
         self.stats.tx_bytes += len(packet)
-        self._replies.append(reply)
-        if len(self._replies) == 1:
-            os.write(self._w, b"\0")
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        os.close(self._r)
-        os.close(self._w)
+        self._queue(reply)
