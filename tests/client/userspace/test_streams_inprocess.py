@@ -46,7 +46,7 @@ async def _echo_server():
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=2048)  # 1,000 concurrent streams
     return server, server.sockets[0].getsockname()[1]
 
 
