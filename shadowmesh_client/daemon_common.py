@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shadowmesh_client.errors import ChainError, ConfigError
-from shadowmesh_client.transport.config import LinkLimits
+from shadowmesh_client.transport.config import LinkLimits, ServerConfig, site_mtime_for
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,15 @@ def listen_address(listen: str | None, endpoint: str | None, role: str = "up") -
 # ---- one daemon per state directory --------------------------------------------------------------------
 LOCK_FILE = "daemon.lock"
 """In the state directory: flock()ed by the running `up` or `relay`, holding "<pid> <role>"."""
+
+
+def listener_config(address: str, endpoint: str | None, *, path: str | None, tls_cert: str | None,
+                    tls_key: str | None, limits: LinkLimits, state_dir: str | os.PathLike[str] | None) -> ServerConfig:
+    """The listener of either daemon: ``address`` ("HOST:PORT"), the secret path from the settings or else
+    the published endpoint's path, TLS files, link limits, and the decoy's per-installation validators."""
+    host, _, port = address.rpartition(":")
+    return ServerConfig(host=host, port=int(port), path=path or urlsplit(endpoint or "").path or "/",
+                        tls_cert=tls_cert, tls_key=tls_key, limits=limits, site_mtime=site_mtime_for(state_dir))
 
 
 @contextlib.contextmanager

@@ -32,9 +32,14 @@ import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-from shadowmesh_client.daemon_common import first_sync, listen_address, start_metrics_server, write_status_file
+from shadowmesh_client.daemon_common import (
+    first_sync,
+    listen_address,
+    listener_config,
+    start_metrics_server,
+    write_status_file,
+)
 from shadowmesh_client.directory import DirectorySource
 from shadowmesh_client.directory.trust import TrustPolicy
 from shadowmesh_client.errors import ConfigError
@@ -51,8 +56,7 @@ from shadowmesh_client.observability.figures import NodeFigures
 from shadowmesh_client.observability.snapshot import Published, SnapshotCollector, publish_forever
 from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig
 from shadowmesh_client.relay.floors import open_floors
-from shadowmesh_client.transport import Server, ServerConfig, Transport
-from shadowmesh_client.transport.config import site_mtime_for
+from shadowmesh_client.transport import Server, Transport
 from shadowmesh_client.tun import TunDevice, open_tun  # configure_async: lazily (pyroute2; not in userspace mode)
 from shadowmesh_client.userspace.service import Userspace
 
@@ -195,10 +199,8 @@ class Node:
             routing_tasks = await self.routing.start(spawn)
         self.listen_address = listen_address(s.listen, self.endpoint, "up")   # None: from the endpoint
         if self.listen_address and self.endpoint:
-            host, _, port = self.listen_address.rpartition(":")
-            cfg = ServerConfig(host=host, port=int(port), path=s.path or urlsplit(self.endpoint or "").path or "/",
-                               tls_cert=s.tls_cert, tls_key=s.tls_key, limits=s.limits,
-                               site_mtime=site_mtime_for(s.state_dir))  # per-installation decoy validators
+            cfg = listener_config(self.listen_address, self.endpoint, path=s.path, tls_cert=s.tls_cert,
+                                  tls_key=s.tls_key, limits=s.limits, state_dir=s.state_dir)
             authenticate = tracing.traced(links.authenticate, "shadowmesh.handshake", {"shadowmesh.role": "node"})
             self.server = self.transport.server(cfg, authenticate, links.on_server_link)
             await self.server.start()

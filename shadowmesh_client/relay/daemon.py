@@ -41,9 +41,14 @@ import os
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-from shadowmesh_client.daemon_common import first_sync, listen_address, start_metrics_server, write_status_file
+from shadowmesh_client.daemon_common import (
+    first_sync,
+    listen_address,
+    listener_config,
+    start_metrics_server,
+    write_status_file,
+)
 from shadowmesh_client.directory import DirectorySource
 from shadowmesh_client.directory.trust import TrustPolicy
 from shadowmesh_client.errors import ConfigError
@@ -70,8 +75,7 @@ from shadowmesh_client.relay.settings import (  # noqa: F401 - re-exported: cli/
 )
 from shadowmesh_client.relay.usage import UsageBook
 from shadowmesh_client.rewards.messages import is_control
-from shadowmesh_client.transport import LinkClosedError, ServerConfig, Transport
-from shadowmesh_client.transport.config import site_mtime_for
+from shadowmesh_client.transport import LinkClosedError, Transport
 
 log = logging.getLogger(__name__)
 
@@ -285,11 +289,9 @@ class RelayDaemon:
                     self.billing = await RelayBilling.open(s.payments, me.owner)
             # settings.listen None: 0.0.0.0 and the published endpoint's port (daemon_common.listen_address)
             self.listen_address = listen_address(s.listen, self.endpoint or me.endpoint, "relay") or "0.0.0.0:443"
-            host, _, port = self.listen_address.rpartition(":")
-            path = s.path or urlsplit(self.endpoint or me.endpoint or "").path or "/"
-            cfg = ServerConfig(host=host, port=int(port), path=path, tls_cert=s.tls_cert, tls_key=s.tls_key,
-                               limits=relay_link_limits(),
-                               site_mtime=site_mtime_for(s.state_dir))  # per-installation decoy validators
+            cfg = listener_config(self.listen_address, self.endpoint or me.endpoint, path=s.path,
+                                  tls_cert=s.tls_cert, tls_key=s.tls_key, limits=relay_link_limits(),
+                                  state_dir=s.state_dir)
             self.server = RelayServer(cfg, relay_core_config(s), self.authenticate, on_local=self.on_local,
                                       transport=self.transport,
                                       presence=self._on_presence if s.cluster is not None else None)
