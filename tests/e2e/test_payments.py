@@ -209,6 +209,12 @@ def test_relay_killed_under_load_claims_what_it_acked_and_keeps_relaying_for_the
     p = lab.wait_for(lambda: settled(lab, lab.b), 20, "B's receipts acknowledged after the restart")
     st = lab.status(lab.relay)["payments"]
     assert lab.b.public_key not in st["blocked"] and st["devices"][lab.b.public_key]["decision"] == "ok"
-    assert p["written_off"] > 0 and st["count_answers"] >= 1   # the relay did lose part of its count
+    # Whether the kill lost more than TOLERANCE of the relay's count depends on the machine's speed (up to
+    # SETTLE_SECONDS of usage plus what was in flight): a slow run may lose less, and then nothing is rejected.
+    # When B did write bytes off, it was on the relay's RELAY_COUNT answer, never on its own, and never more
+    # than the relay could have lost (the in-process test in tests/client/payments forces the loss).
+    if p["written_off"]:
+        assert st["count_answers"] >= 1 and p["written_off"] < CREDIT
+    print(f"\nkill -9 under load: B wrote off {p['written_off']:,} bytes after {st['count_answers']} RELAY_COUNT")
     print(f"\nrelay killed under load: B wrote off {p['written_off']:,} bytes the relay never counted; "
           f"B's count {p['counted']:,}, acked {p['acked']:,}; relay rejections {st['receipts_rejected']}")
