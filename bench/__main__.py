@@ -13,7 +13,8 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ("protocol", "directory", "mesh", "relay", "cluster", "userspace", "qos", "peers5000")
+BENCHMARKS = ("protocol", "directory", "mesh", "relay", "cluster", "userspace", "qos", "peers5000",
+              "peers-netns")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     for name in names:
         try:
-            module = importlib.import_module(f"bench.{name}")
+            module = importlib.import_module(f"bench.{name.replace('-', '_')}")   # peers-netns: peers_netns.py
         except ModuleNotFoundError as exc:
-            if exc.name != f"bench.{name}":
+            if exc.name != f"bench.{name.replace('-', '_')}":
                 raise
             print(f"[{name}] skipped: shadowmesh_client/bench/{name}.py does not exist yet", file=sys.stderr)
             continue
