@@ -97,9 +97,14 @@ def rules(kind: str, lan: str, device_ip: str) -> str:
 
 
 def renumber(topo: Topology, router: Host, new_ip: str) -> None:
-    """Move ``router``'s public address to ``new_ip`` (same /24); the old address goes away."""
+    """Move ``router``'s public address to ``new_ip`` (same /24); the old address goes away. Packets still
+    sent to it (neighbours on the public switch keep its MAC while TCP traffic confirms it) are dropped
+    on arrival, as an upstream that no longer routes it here would: otherwise the inbound DNAT rule,
+    which does not look at the destination, would keep old flows alive on the old address."""
     seg = topo.segments[router.segment]
     prefix = seg.subnet.prefixlen
+    _sh(["ip", "netns", "exec", router.netns, "nft", "insert", "rule", "ip", "smtnat", "prerouting",
+         "iifname", "wan0", "ip", "daddr", router.ip, "drop"])
     # delete first: deleting a primary address also deletes the secondaries of its subnet (Linux default)
     topo.ip(router.netns, "addr", "del", f"{router.ip}/{prefix}", "dev", "wan0")
     topo.ip(router.netns, "addr", "add", f"{new_ip}/{prefix}", "dev", "wan0")

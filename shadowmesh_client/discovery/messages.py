@@ -11,7 +11,9 @@ links that already exist, the same sizes and timing classes as keepalives and re
     PONG 0x81 -, NODES 0x82 n u8 + contacts, VALUE 0x83 len u16 + record + n u8 + contacts, STORED 0x84 verdict u8
     OBSERVED 0x10 (relay -> device): the device's address as the relay sees it: len u8 + IP text, port u16
     CANDIDATES 0x11 (device -> relay -> device): peer key 32 (to, or from once forwarded), flags u8
-      (1: answer), n u8 + (len u8 + "IP:PORT")*
+      (1: answer, 2: hard: the sender's NAT maps per destination, 4: birthday: the sender can do the
+      many-sockets round of discovery/hardnat.py; older decoders ignore bits 2 and 4, older relays drop
+      them: no round, plain simultaneous open), n u8 + (len u8 + "IP:PORT")*
     contact = key 32 | len u8 | address (ASCII; a relay's URL host, or empty for a client-only node)
 
 Pure. May import: discovery.records (errors), discovery.store (verdicts).
@@ -96,6 +98,8 @@ class Candidates:
     peer: bytes                                    # to (device -> relay) or from (relay -> device)
     addresses: tuple[tuple[str, int], ...] = field(default_factory=tuple)
     answer: bool = False
+    hard: bool = False                             # the sender's NAT maps per destination (hardnat.is_hard)
+    birthday: bool = False                         # the sender can do a birthday round (discovery/hardnat.py)
 
 
 Request = Ping | FindNode | FindValue | Store
@@ -138,7 +142,8 @@ def encode(msg: Message) -> bytes:
         ip = msg.ip.encode("ascii")
         return head + bytes([len(ip)]) + ip + struct.pack(">H", msg.port)
     assert isinstance(msg, Candidates)
-    parts = [head, msg.peer, bytes([1 if msg.answer else 0, min(len(msg.addresses), MAX_CANDIDATES)])]
+    flags = (1 if msg.answer else 0) | (2 if msg.hard else 0) | (4 if msg.birthday else 0)
+    parts = [head, msg.peer, bytes([flags, min(len(msg.addresses), MAX_CANDIDATES)])]
     for host, port in msg.addresses[:MAX_CANDIDATES]:
         a = f"{host}:{port}".encode("ascii")
         parts += [bytes([len(a)]), a]
@@ -222,7 +227,7 @@ def decode(payload: bytes | bytearray | memoryview) -> Message:
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise DiscoveryError("bad candidate address")
             addrs.append((host, int(port)))
-        msg = Candidates(peer, tuple(addrs), bool(flags & 1))
+        msg = Candidates(peer, tuple(addrs), bool(flags & 1), bool(flags & 2), bool(flags & 4))
     else:
         raise DiscoveryError(f"unknown discovery message type {kind:#x}")
     r.end()

@@ -10,7 +10,11 @@ arrives from a port we could not predict (their NAT maps per destination: "symme
 * connects from P to each of the peer's candidates every ``RETRY_SECONDS`` (both sides do it at the same
   time, after the candidate exchange through the relay, so the SYNs cross and each NAT has the mapping and
   the filter entry the other side's SYN needs: TCP simultaneous open, RFC 793 3.4 / RFC 5382);
-* takes a connection accepted on P from one of the peer's addresses (same IP, any port).
+* takes a connection accepted on P from one of the peer's addresses (same IP, any port);
+* when exactly one side's NAT maps per destination and both can (CANDIDATES flags ``hard``/``birthday``,
+  ``candidates``/``learn``), and no connection exists after ``HARD_DELAY``: a birthday round
+  (discovery/hardnat.py: the hard side opens many flows to the easy side's mapped address, the easy side
+  sends SYNs from P to many guessed ports of the hard side's public IP; a collision connects).
 
 On the first TCP connection the roles are fixed by key order (``client``: the lower key): the client
 speaks WebSocket client on it (its hello: a KEEPALIVE frame of the EXISTING session, so the link is
@@ -36,10 +40,14 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import random
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from shadowmesh_client.discovery import hardnat
+from shadowmesh_client.discovery import messages as m
+from shadowmesh_client.discovery.hardnat import Role
 from shadowmesh_client.protocol import peek_header
 from shadowmesh_client.transport import ClientConfig, Link, LinkLimits, ServerConfig
 from shadowmesh_client.transport.errors import TransportError
@@ -54,6 +62,8 @@ PUNCH_PATH = "/.well-known/sm-direct"
 EARLY_SECONDS = 3.0
 """Seconds an accepted connection waits for our own punch to that peer to begin (the SYN may win the race)."""
 MAX_EARLY = 64
+MAX_HINTS = 1024
+"""Peers whose CANDIDATES flags are remembered until their punch begins."""
 
 Authenticate = Callable[[bytes], Any]
 OnLink = Callable[[Link], Awaitable[None]]
@@ -88,9 +98,30 @@ class _Expect:
 
 
 class _Expecting:
-    """The server role's hooks, shared by both punchers: dispatch an upgrade to the punch expecting it."""
+    """The server role's hooks, shared by both punchers: dispatch an upgrade to the punch expecting it; and
+    the NAT flags of CANDIDATES (``candidates`` builds ours, ``learn`` keeps the peer's for its punch)."""
 
     _expect: dict[bytes, _Expect]
+    birthday = False           # can do a birthday round (discovery/hardnat.py)
+    port: int
+    me_hard = False
+    _hints: dict[bytes, tuple[bool, bool]]
+
+    def candidates(self, key: bytes, observed: list[tuple[str, int]], answer: bool) -> m.Candidates:
+        """Our CANDIDATES for ``key``: the addresses relays observe, and whether our NAT is hard."""
+        self.me_hard = hardnat.is_hard(self.port, observed)
+        return m.Candidates(key, tuple(observed), answer, hard=self.me_hard, birthday=self.birthday)
+
+    def learn(self, msg: m.Candidates) -> None:
+        """A trusted peer's CANDIDATES arrived: remember its NAT flags for the punch that follows."""
+        self._hints.pop(msg.peer, None)
+        while len(self._hints) >= MAX_HINTS:
+            del self._hints[next(iter(self._hints))]
+        self._hints[msg.peer] = (msg.hard, msg.birthday)
+
+    def _role(self, key: bytes) -> Role | None:
+        hard, capable = self._hints.pop(key, (False, False))
+        return hardnat.role(self.me_hard, self.birthday, hard, capable)
 
     # ---- server role: the adopted connection's upgrade ----------------------------------------------
     def _authenticate(self, hello: bytes):
@@ -115,6 +146,8 @@ class _Expecting:
 class TcpPuncher(_Expecting):
     """``await start()``, ``serve()`` (accept loop task), ``relay_dial``, ``punch``, ``close()``."""
 
+    birthday = True
+
     def __init__(self, port: int, limits: LinkLimits, *, host: str = "0.0.0.0") -> None:
         self.host = host
         self.port = port
@@ -125,6 +158,12 @@ class TcpPuncher(_Expecting):
         self._early: dict[str, tuple] = {}    # peer IP -> (socket, address, loop time): accepted before our punch
         self.punched = 0
         self.accepted = 0
+        self._hints = {}
+        self._rng = random.SystemRandom()
+        self.budget = hardnat.Budget()
+        self.rounds = 0          # birthday rounds run (either role)
+        self.syns = 0            # their initial SYNs (the hard flows' kernel retransmissions come on top)
+        self.hits = 0            # their TCP connections (collisions)
 
     async def start(self) -> None:
         from shadowmesh_client.discovery.punch_server import PunchLinkServer  # transport.ws glue
@@ -188,6 +227,7 @@ class TcpPuncher(_Expecting):
         verify and serve), or None at the deadline."""
         if key in self._expect or not addresses:
             return None
+        part = self._role(key)
         expect = self._expect[key] = _Expect(key, {a for a, _ in addresses}, client, hello, authenticate, on_link)
         for ip in expect.ips & set(self._early):     # the peer's SYN got here first
             sock, addr, _ = self._early.pop(ip)
@@ -197,6 +237,8 @@ class TcpPuncher(_Expecting):
             async with asyncio.timeout(timeout):
                 async with asyncio.TaskGroup() as group:
                     tries = [group.create_task(self._connect_loop(expect, a)) for a in addresses]
+                    if part is not None:
+                        tries.append(group.create_task(self._birthday(expect, addresses, part)))
                     try:
                         return await asyncio.shield(expect.got)
                     finally:
@@ -252,6 +294,67 @@ class TcpPuncher(_Expecting):
             expect.got.set_result(link)
         return True
 
+    # ---- the birthday round (discovery/hardnat.py) ---------------------------------------------------
+    async def _birthday(self, expect: _Expect, addresses: list[tuple[str, int]], part: Role) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(hardnat.HARD_DELAY)
+        if expect.got.done() or not self.budget.begin(loop.time()):
+            return
+        self.rounds += 1
+        try:
+            if part is Role.EASY:      # from P to guessed ports of the hard side's public IP
+                ip = addresses[0][0]
+                targets = [(ip, p) for p in hardnat.guess_ports(self._rng, hardnat.GUESSES, {p for _, p in addresses})]
+                local, hold = self.port, hardnat.HOLD_SECONDS
+            else:                      # from fresh ports to the easy side's one mapped address
+                targets, local, hold = [addresses[0]] * hardnat.HARD_SOCKETS, 0, None
+            log.debug("peer %s: birthday round as the %s side, %d SYNs", expect.key.hex()[:8], part.value,
+                      len(targets))
+            opened = asyncio.Semaphore(hardnat.MAX_OPEN)
+            hit = asyncio.Event()      # a collision connected: no more SYNs this round
+            start = loop.time()
+            async with asyncio.TaskGroup() as group:
+                for at, i, j in hardnat.schedule(len(targets)):
+                    await asyncio.sleep(max(0.0, start + at - loop.time()))
+                    if expect.got.done() or hit.is_set():
+                        break
+                    for target in targets[i:j]:
+                        await opened.acquire()
+                        group.create_task(self._probe(expect, target, local, hold, opened, hit))
+        finally:
+            self.budget.end()
+
+    async def _probe(self, expect: _Expect, address: tuple[str, int], local: int, hold: float | None,
+                     opened: asyncio.Semaphore, hit: asyncio.Event) -> None:
+        """One SYN of a round: from ``local`` (0: a fresh port) to ``address``; held ``hold`` seconds (None:
+        until the round is cancelled). A connection is taken like any punched one."""
+        try:
+            if local:
+                sock = reusable_socket(self.host, local)
+            else:                  # connect() picks a fresh ephemeral port, unique for the 4-tuple
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, hardnat.HARD_SYNCNT)
+        except OSError as exc:
+            opened.release()
+            log.debug("birthday probe: %s", exc)
+            return
+        try:
+            self.syns += 1
+            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, address), hold)
+        except (OSError, TimeoutError):
+            sock.close()
+            return
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            opened.release()
+        self.hits += 1
+        hit.set()
+        await self._connected(expect, sock, f"{address[0]}:{address[1]}")
+
+
 class MemoryPuncher(_Expecting):
     """The in-process fake: the server role listens at ``punch-<key>:1`` on a MemoryTransport, the client
     role dials it (retrying until the deadline). ``blocked``: every punch fails (an untraversable pair)."""
@@ -261,6 +364,7 @@ class MemoryPuncher(_Expecting):
         self.key = key
         self.port = 1
         self.blocked = False
+        self._hints = {}
         self._server: Any = None
         self._expect: dict[bytes, _Expect] = {}
         self.punched = 0
@@ -282,6 +386,7 @@ class MemoryPuncher(_Expecting):
 
     async def punch(self, key: bytes, addresses, *, client: bool, hello, authenticate, on_link,
                     timeout: float) -> Link | None:
+        self._hints.pop(key, None)
         if self.blocked or key in self._expect:
             return None
         expect = self._expect[key] = _Expect(key, set(), client, hello, authenticate, on_link)

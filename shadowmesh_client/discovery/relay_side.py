@@ -21,6 +21,7 @@ Not task-safe beyond the relay's loop. May import: discovery.*, relay (envelope)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -63,7 +64,7 @@ class RelayDiscovery:
             return []
         now = time.time()
         if isinstance(msg, m.Candidates):
-            if self._send(msg.peer, [m.encode(m.Candidates(key, msg.addresses, msg.answer))]):
+            if self._send(msg.peer, [m.encode(dataclasses.replace(msg, peer=key))]):
                 self.forwarded += 1
             else:
                 self.unforwarded += 1
@@ -83,6 +84,10 @@ class RelayDiscovery:
         return []
 
     def _link(self, key: bytes):
+        core = getattr(self.daemon.server, "core", None)
+        if core is not None:   # the relay's route: the device's newest link (a replaced one may still be closing)
+            link = core.link_of(key)
+            return link if link is not None and not link.closed else None
         link = self._links.get(key)
         if link is None or link.closed or link.peer != key:
             server = self.daemon.server

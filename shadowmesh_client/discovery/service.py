@@ -16,8 +16,14 @@
   authenticated by a KEEPALIVE of the existing session (no re-keying) and becomes the peer's direct path
   (``PeerLinks.run_direct``: path choice takes it). While it works nothing else changes; when it fails or
   drops, the relay path carries the session's frames as before (nothing is lost: the session never
-  changed) and the attempt is retried with backoff (``RETRY_MIN``..``RETRY_MAX``). A new observed address
-  restarts the attempts at once (the peer reconnects direct after a renumbering).
+  changed) and the attempt is retried with backoff (``RETRY_MIN``..``RETRY_MAX``). An attempt ends when
+  its link is up (the link is served by a task of its own), so a new one can always start.
+* **Renumbering.** A relay reporting a new observed IP means our NAT's public address changed: every
+  punched direct link left from the old one and is dead, though no RST says so (the peer's packets go to
+  an address that is gone). It is aborted at once (the relay carries the session; the socket it frees
+  has the 4-tuple the new punch needs), the record is republished and the attempts restart at once. The
+  peer, offered candidates that do not include the address its direct link points at, drops that link
+  too (instead of sending into it until its heartbeat times out) and punches to the new address.
 
 Tasks: ``run`` (the node's group) owns the accept loop and the tick; attempts are tasks of the node's
 group (``spawn``); ``run``'s end closes the puncher (its link server awaits the links it serves).
@@ -144,7 +150,7 @@ class NodeDiscovery:
                 log.info("relay %s sees us at %s:%d now (was %s:%d): republishing", client.host, msg.ip, msg.port,
                          *old)
                 self._dirty = True
-                self._renumbered()
+                self._renumbered(moved=old[0] != msg.ip)
             elif old is None:
                 self._dirty = True
         elif isinstance(msg, m.Candidates):
@@ -154,12 +160,20 @@ class NodeDiscovery:
         peer = self.node.table.peers.get(msg.peer)
         if peer is None or self.node.trust.peer_role(msg.peer) is not Role.PEER:
             return
+        self.puncher.learn(msg)
         if msg.answer:
             fut = self._answers.get(msg.peer)
             if fut is not None and not fut.done():
                 fut.set_result(msg.addresses)
             return
-        self._send_controls(client, [m.encode(m.Candidates(msg.peer, tuple(self.candidates()), True))])
+        direct = peer.direct
+        if direct is not None and not direct.link.closed and _moved(direct.link, msg.addresses):
+            # an offer while our direct link is up: the peer was renumbered and dropped its end (see
+            # ``_renumbered``); ours points at its old address and would swallow frames until its heartbeat
+            # times out: drop it now (the relay carries the session), then punch to the new address
+            log.info("peer %s: moved, its direct link is gone; punching to its new address", msg.peer.hex()[:8])
+            direct.link.abort()
+        self._send_controls(client, [m.encode(self.puncher.candidates(msg.peer, self.candidates(), True))])
         fut = self._answers.get(msg.peer)
         if fut is not None and not fut.done():       # both started at once: theirs is our answer
             fut.set_result(msg.addresses)
@@ -170,11 +184,20 @@ class NodeDiscovery:
         self.wanted.setdefault(msg.peer, time.monotonic())
         self._start_attempt(peer, msg.addresses)
 
-    def _renumbered(self) -> None:
-        """Our address changed: retry every wanted peer at once (their old direct link is dead)."""
+    def _renumbered(self, moved: bool) -> None:
+        """Our address changed: retry every wanted peer at once. ``moved`` (the IP changed, not only the
+        port): every direct link punched through the NAT left from the old address, so it is dead (the
+        peer's packets go to an address that is gone; no RST tells either side): abort it now, so the
+        relay carries the session meanwhile and its socket (same local port, same peer address: the
+        4-tuple the new punch needs) is freed. A port alone may change without the old link dying (a
+        symmetric NAT maps each relay link anew): then only a new punch is forced."""
         for key in self.wanted:
             self._retry[key] = (0.0, RETRY_MIN)
             self._force.add(key)     # its direct link used the old address: punch a new one now
+            peer = self.node.table.peers.get(key) if moved else None
+            if peer is not None and peer.direct is not None and not peer.direct.link.closed:
+                log.info("peer %s: direct link left from our old address: dropped", key.hex()[:8])
+                peer.direct.link.abort()
 
     # ---- the loop ----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -318,7 +341,7 @@ class NodeDiscovery:
         key = peer.key
         if theirs is None:
             fut = self._answers[key] = asyncio.get_running_loop().create_future()
-            offer = [m.encode(m.Candidates(key, tuple(self.candidates()), False))]
+            offer = [m.encode(self.puncher.candidates(key, self.candidates(), False))]
             if not any([self._send_controls(c, offer) for c in self._ready()]):
                 return
             try:
@@ -341,7 +364,10 @@ class NodeDiscovery:
             except (TimeoutError, ProtocolError, LinkClosedError):
                 await link.close()
                 return
-            await self._serve(peer, link)
+            # served by its own task: the attempt ends here, so a new one can start while this link is up
+            # (a renumbering, or the peer's offer after its own) instead of waiting for the link to die
+            if self.spawn(self._serve(peer, link), f"direct {key.hex()[:8]}") is None:
+                link.abort()
 
     def _hello(self, peer) -> bytes:
         frame = peer.session.keepalive(now())
@@ -373,6 +399,14 @@ class NodeDiscovery:
                 "publishes": self.publishes, "lookups": self.lookups, "attempts": self.attempts,
                 "directs": self.directs, "punch_port": self.puncher.port,
                 "time_to_direct": {k.hex(): round(v, 3) for k, v in self.time_to_direct.items()}}
+
+
+def _moved(link, addresses) -> bool:
+    """True if ``link``'s remote IP is known and is none of the peer's offered ``addresses``."""
+    remote = getattr(link, "remote_address", None)
+    if not isinstance(remote, tuple) or not remote or not addresses:
+        return False
+    return all(str(a[0]) != str(remote[0]) for a in addresses)
 
 
 def hint_penalty(load: int, price: int) -> float:

@@ -30,9 +30,6 @@ def wait(cond, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-@pytest.mark.skip(reason="open defect (issue 15): after a NAT renumbers, the device republishes within ~5 s but "
-                         "its peer does not always return to the direct path (2 of the last 6 runs stayed off it "
-                         "for > 35 s); re-enable when fixed")
 def test_renumbered_nat_device_republishes_and_peer_is_direct_again_within_10s():
     from shadowmesh_client.relay.daemon import RelayDaemon, RelaySettings
 
@@ -64,8 +61,9 @@ def test_renumbered_nat_device_republishes_and_peer_is_direct_again_within_10s()
             t0 = time.monotonic()
             renumber(topo, ra, new_ip)
             # The device learns its new address when its relay link breaks (its next heartbeat, <= 5 s, meets
-            # the NAT's new mapping) and reconnects; usually ~1-5 s, once seen above 10 s on a loaded machine:
-            # the bound below is 20 s and the figure is printed (issue 15's target is 10 s).
+            # the NAT's new mapping) and reconnects, then drops its dead direct link and punches again; the
+            # peer drops its end when offered the new address (discovery/service.py "Renumbering"). The
+            # bounds are generous for a loaded CI machine; the figures are printed (issue 15's target: 10 s).
             wait(lambda: a.daemon.discovery.seq > seq and new_ip in str(a.daemon.discovery.record.endpoints), 20,
                  "a republished with its new address")
             republished = time.monotonic() - t0
