@@ -5,6 +5,12 @@ frame of an existing Session (device-relay session in a LOCAL envelope: relay/co
 packet of its own on the wire: to an observer the DHT and NAT signalling are WebSocket messages of the
 links that already exist, the same sizes and timing classes as keepalives and receipts. Family byte
 0xFC (relay/control.py: 0xFA payments, 0xFB BLOCK; no protocol frame or IP packet starts with 0xFC).
+Between two devices (a DHT request to a device with an endpoint, and its answer) the same messages are
+packets of DATA frames of their device-device session, each in a frame of its own, with family byte
+``PEER_MAGIC`` 0x0F instead: node/pump.py hands a frame whose first packet starts below 0x10 (never IP)
+to ``on_stream``, which service.py ``attach`` chains (0x0F: discovery; else the stream layer,
+userspace/wire.py types 1..8). A node without discovery hands it to its stream layer, which counts it
+malformed: the asker's request times out.
 
     0xFC | type u8 | req_id u32 | body
     PING 0x01 -, FIND_NODE 0x02 target 32, FIND_VALUE 0x03 key 32, STORE 0x04 record
@@ -28,6 +34,8 @@ from shadowmesh_client.discovery.records import DiscoveryError
 from shadowmesh_client.discovery.store import Verdict
 
 MAGIC = 0xFC
+PEER_MAGIC = 0x0F
+"""Family byte of these messages inside a device-device session (see above)."""
 _HEAD = struct.Struct(">BBI")
 MAX_CONTACTS = 32
 MAX_CANDIDATES = 8
@@ -105,6 +113,8 @@ class Candidates:
 Request = Ping | FindNode | FindValue | Store
 Response = Pong | Nodes | Value | Stored
 Message = Request | Response | Observed | Candidates
+REQUESTS = (Ping, FindNode, FindValue, Store)
+RESPONSES = (Pong, Nodes, Value, Stored)
 _TYPES = {Ping: 0x01, FindNode: 0x02, FindValue: 0x03, Store: 0x04, Pong: 0x81, Nodes: 0x82, Value: 0x83,
           Stored: 0x84, Observed: 0x10, Candidates: 0x11}
 
@@ -121,9 +131,10 @@ def _contacts(cs: tuple[Contact, ...]) -> bytes:
     return b"".join(out)
 
 
-def encode(msg: Message) -> bytes:
+def encode(msg: Message, family: int = MAGIC) -> bytes:
+    """``family``: ``MAGIC`` (device-relay session) or ``PEER_MAGIC`` (device-device session)."""
     req = getattr(msg, "req_id", 0)
-    head = _HEAD.pack(MAGIC, _TYPES[type(msg)], req)
+    head = _HEAD.pack(family, _TYPES[type(msg)], req)
     if isinstance(msg, (Ping, Pong)):
         return head
     if isinstance(msg, FindNode):
@@ -184,7 +195,7 @@ class _Reader:
 def decode(payload: bytes | bytearray | memoryview) -> Message:
     """Parse one message (exact lengths); raises DiscoveryError."""
     data = bytes(payload)
-    if len(data) < _HEAD.size or data[0] != MAGIC:
+    if len(data) < _HEAD.size or data[0] not in (MAGIC, PEER_MAGIC):
         raise DiscoveryError("not a discovery message")
     _, kind, req = _HEAD.unpack_from(data)
     r = _Reader(data, _HEAD.size)

@@ -5,8 +5,9 @@ Every message arrives and leaves SEALED in the device-relay session (relay/contr
 for the format); the relay daemon hands ``on_message(device_key, payload)`` every 0xFC control message and
 seals what it returns. The sender is the AUTHENTICATED key of the link (the door's handshake), so:
 
-* DHT requests are served by ``kademlia.DhtNode`` over a ``store.RecordStore`` that trusts the directory
-  only; relays (trusted keys with the relay flag) are its routing contacts, seeded from the directory;
+* DHT requests are served by ``dht_server.DhtServer`` (a ``kademlia.DhtNode`` over a ``store.RecordStore``
+  that trusts the directory only): the same piece devices with endpoints serve (service.py); the trusted
+  keys with an endpoint (relays and listening devices) are its routing contacts, seeded from the directory;
 * PING is answered with PONG and OBSERVED: the (IP, port) this relay sees the device's link come from
   (the link's remote address: the NAT mapping of the device's punch port);
 * CANDIDATES(to=B) from A is forwarded to B, if B has a link here, as CANDIDATES(from=A): the rendezvous
@@ -25,10 +26,9 @@ import dataclasses
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from shadowmesh_client.discovery import messages as m
-from shadowmesh_client.discovery.kademlia import DhtNode
+from shadowmesh_client.discovery.dht_server import DhtServer
 from shadowmesh_client.discovery.records import DiscoveryError, RecordKind, sign
 from shadowmesh_client.relay import encode_local
 
@@ -44,8 +44,8 @@ class RelayDiscovery:
     def __init__(self, daemon) -> None:
         self.daemon = daemon
         self.network = daemon.protocol.binding.digest()
-        me = daemon.identity.public_key
-        self.dht = DhtNode(m.Contact(me, _host(daemon.endpoint or "")), self.network, daemon.trust.is_trusted)
+        self.server = DhtServer(daemon.trust, daemon.identity.public_key, daemon.endpoint, self.network)
+        self.dht = self.server.dht
         self._links: dict[bytes, Any] = {}
         self._seq = 0
         self._next_refresh = 0.0
@@ -77,10 +77,8 @@ class RelayDiscovery:
                 out.append(m.encode(m.Observed(*addr)))
             return out
         if isinstance(msg, (m.FindNode, m.FindValue, m.Store)):
-            peer = self.daemon.trust.peer(key)
-            address = _host(peer.endpoint or "") if peer is not None and peer.relay else ""
             self._ensure_own_record(now)
-            return [m.encode(self.dht.handle(m.Contact(key, address), msg, now))]
+            return [m.encode(self.server.handle(key, msg, now))]
         return []
 
     def _link(self, key: bytes):
@@ -114,10 +112,8 @@ class RelayDiscovery:
 
     # ---- the relay's own record ---------------------------------------------------------------------
     def seed(self) -> None:
-        """Every trusted relay with an endpoint is a DHT server contact (membership is the chain's)."""
-        for p in self.daemon.trust.directory.peers(self.daemon.trust.now()):
-            if p.relay and p.endpoint:
-                self.dht.learn(m.Contact(p.public_key, _host(p.endpoint)))
+        """Every trusted key with an endpoint is a DHT server contact (``DhtServer.seed``)."""
+        self.server.seed()
 
     def tick(self, now: float | None = None) -> None:
         t = time.time() if now is None else now
@@ -139,17 +135,9 @@ class RelayDiscovery:
         rec = sign(d.identity, RecordKind.RELAY, self.network, self._seq, int(now) + RECORD_TTL,
                    endpoints=tuple(e for e in (d.endpoint,) if e), load=min(1000, devices * 1000 // CAPACITY_DEVICES),
                    price=price)
-        self.dht.store.put(rec.encode(), d.identity.public_key, now)
+        self.server.put_own(rec.encode(), now)
         self._next_refresh = now + REFRESH_SECONDS
 
     def status(self) -> dict:
-        return {"records": len(self.dht.store), "contacts": len(self.dht.table), "served": self.dht.served,
-                "candidates_forwarded": self.forwarded, "candidates_unforwarded": self.unforwarded,
-                "observed_sent": self.observed_sent, "refused": dict(self.dht.store.refused)}
-
-
-def _host(url: str) -> str:
-    try:
-        return urlsplit(url).netloc or url
-    except ValueError:
-        return ""
+        return {**self.server.status(), "candidates_forwarded": self.forwarded,
+                "candidates_unforwarded": self.unforwarded, "observed_sent": self.observed_sent}

@@ -3,10 +3,19 @@
 * **Record.** Published by itself, no transaction: at start, every ``REFRESH_SECONDS`` (lifetime
   ``RECORD_TTL``) and at once when a relay reports a new observed address (renumbering). Endpoints: the
   on-chain endpoint if any, and ``tcp:IP:PORT`` for each address relays observe (the NAT mapping of the
-  punch port); relays: the ones it is linked to. STOREd on the ``K`` relays closest to its DHT id
-  (discovery/kademlia.py; relays are the DHT servers every device has a link to). ``lookup(key)`` asks
-  the relays closest to ``key``'s id; a record is used only if it verifies, is of this network, live,
-  and its key is trusted in the directory now (``TrustPolicy.is_trusted``).
+  punch port); relays: the ones it is linked to. STOREd on the ``K`` DHT servers closest to its DHT id
+  by XOR distance (discovery/kademlia.py), chosen among the servers it can reach: the relays it is
+  linked to and the devices with an endpoint it has an established session with; a server that newly
+  enters those ``K`` gets the current record at once. ``lookup(key)`` asks the servers closest to
+  ``key``'s id; a record is used only if it verifies, is of this network, live, and its key is trusted
+  in the directory now (``TrustPolicy.is_trusted``). A device server that does not answer is skipped
+  for ``SILENT_SECONDS`` (relays never are: every device relies on them).
+* **Serving.** A node with an endpoint is a DHT server too (``self.server``, dht_server.DhtServer: the
+  piece relays run, same store bounds and trust checks): peers' FIND_NODE/FIND_VALUE/STORE arrive as
+  packets of their device-device session (family ``messages.PEER_MAGIC``, through the pump's
+  ``on_stream`` hook that ``attach`` chains: no new port, nothing new on the wire) and are answered the
+  same way; it keeps its own record itself (the closest server to its own id). A node behind NAT is a
+  client only: it ignores requests.
 * **Hints.** Each relay's own record (kind RELAY: load per mille, price per MiB) is fetched every
   ``HINT_SECONDS``; ``RelayClient.hint_penalty`` (seconds added to that relay's path estimate,
   node/peers.py) = load/1000 x ``LOAD_PENALTY`` + price / ``PRICE_UNIT`` x 1 ms (capped).
@@ -33,13 +42,17 @@ Not task-safe beyond the loop. May import: discovery.*, node (peers, links, rela
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import itertools
 import logging
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from shadowmesh_client.directory.trust import Role
 from shadowmesh_client.discovery import messages as m
+from shadowmesh_client.discovery.dht_server import DhtServer
 from shadowmesh_client.discovery.kademlia import K, node_id
 from shadowmesh_client.discovery.ondemand import OnDemand
 from shadowmesh_client.discovery.punch import MemoryPuncher, TcpPuncher
@@ -60,6 +73,8 @@ ANSWER_TIMEOUT = 2.5
 PUNCH_TIMEOUT = 5.0
 RETRY_MIN = 1.0
 RETRY_MAX = 30.0
+SILENT_SECONDS = 60.0
+"""Seconds a device server that did not answer a request is left out of the servers we ask."""
 LOAD_PENALTY = 0.010
 """Seconds added to a path through a relay at full load (1000 per mille)."""
 PRICE_UNIT = 10**12
@@ -90,12 +105,31 @@ async def attach(node, spawn) -> list:
         if puncher.relay_dial is not None:
             rec.relay_dial = puncher.relay_dial
         rec.on_relay_discovery = svc.on_relay_message
+        node.pump.on_stream = _demux(svc.on_peer_messages, node.pump.on_stream)   # device-device DHT messages
         hooks.append(svc.on_established)
         coros.append((svc.run(), "discovery"))
         node.discovery = svc
     if hooks:
         links.on_established = lambda peer: [h(peer) for h in hooks]
     return coros
+
+
+def _demux(discovery, streams):
+    """The pump's ``on_stream`` (frames whose first packet is not IP): discovery's own family byte to
+    ``discovery``, everything else to the stream layer as before (messages.py ``PEER_MAGIC``)."""
+    def on_stream(peer, packets: list) -> None:
+        if packets[0][0] == m.PEER_MAGIC:
+            discovery(peer, packets)
+        elif streams is not None:
+            streams(peer, packets)
+    return on_stream
+
+
+class _Server(NamedTuple):
+    """A DHT server we can ask: ``send(msg) -> bool`` (False: no way to it now); None means ourselves."""
+    key: bytes
+    send: Callable[[m.Message], bool] | None
+    device: bool = False
 
 
 class NodeDiscovery:
@@ -106,7 +140,15 @@ class NodeDiscovery:
         self.network = node.protocol.binding.digest()
         self.me = node.identity.public_key
         self._ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future] = {}
+        self._waiting: dict[int, tuple[bytes, asyncio.Future]] = {}    # req id -> (server asked, answer)
+        # a DHT server too when we have an endpoint (issue 15: nodes with endpoints and relays form the DHT)
+        self.server = DhtServer(node.trust, self.me, node.endpoint, self.network) if node.endpoint else None
+        self._device_servers: dict[bytes, object] = {}   # key -> PeerState: endpoint peers, session established
+        self._silent: dict[bytes, float] = {}            # device server -> monotonic time it is asked again
+        self._node_ids: dict[bytes, int] = {}
+        self._offered: set[bytes] = set()                # servers the current record was sent to
+        self._new_servers = False
+        self.malformed = 0
         self._answers: dict[bytes, asyncio.Future] = {}
         self.observed: dict[bytes, tuple[str, int]] = {}
         self._linked: dict[bytes, object] = {}
@@ -130,6 +172,9 @@ class NodeDiscovery:
     def on_established(self, peer) -> None:
         if self._punchable(peer):
             self.wanted.setdefault(peer.key, time.monotonic())
+        if peer.endpoint and peer.key != self.me:     # a device with an endpoint: a DHT server we can reach
+            self._device_servers[peer.key] = peer
+            self._new_servers = True
 
     def _punchable(self, peer) -> bool:
         return not peer.endpoint and not self.node.endpoint
@@ -139,10 +184,8 @@ class NodeDiscovery:
             msg = m.decode(payload)
         except DiscoveryError:
             return
-        if isinstance(msg, (m.Pong, m.Nodes, m.Value, m.Stored)):
-            fut = self._waiting.pop(msg.req_id, None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
+        if isinstance(msg, m.RESPONSES):
+            self._answered(client.key, msg)
         elif isinstance(msg, m.Observed):
             old = self.observed.get(client.key)
             self.observed[client.key] = (msg.ip, msg.port)
@@ -155,6 +198,25 @@ class NodeDiscovery:
                 self._dirty = True
         elif isinstance(msg, m.Candidates):
             self._on_candidates(client, msg)
+
+    def on_peer_messages(self, peer, packets: list) -> None:
+        """Discovery packets of one frame from ``peer`` (a PeerState: its session authenticated them).
+        Answers come back to our requests; requests are served only if we are a server."""
+        for p in packets:
+            try:
+                msg = m.decode(p)
+            except DiscoveryError:
+                self.malformed += 1
+                continue
+            if isinstance(msg, m.RESPONSES):
+                self._answered(peer.key, msg)
+            elif isinstance(msg, m.REQUESTS) and self.server is not None:
+                self._send_peer(peer, self.server.handle(peer.key, msg, time.time()))
+
+    def _answered(self, sender: bytes, msg) -> None:
+        waiting = self._waiting.get(msg.req_id)
+        if waiting is not None and waiting[0] == sender and not waiting[1].done():   # only who was asked
+            waiting[1].set_result(msg)
 
     def _on_candidates(self, client, msg: m.Candidates) -> None:
         peer = self.node.table.peers.get(msg.peer)
@@ -218,10 +280,19 @@ class NodeDiscovery:
         for client in ready:
             if self._linked.get(client.key) is not client.link:      # a new link: where does it see us?
                 self._linked[client.key] = client.link
-                self.spawn(self._request(client, m.Ping()), "discovery ping")
-        if ready and (self._dirty or t >= self._next_publish) and not self._publishing:
+                self._new_servers = True
+                self.spawn(self._request(self._relay(client), m.Ping()), "discovery ping")
+        can_publish = bool(ready or self.server)     # behind NAT, a record says nothing before a relay link
+        if can_publish and (self._dirty or t >= self._next_publish) and not self._publishing:
             self._publishing = True
+            self._new_servers = False
             self.spawn(self.publish(), "discovery publish")
+        elif self._new_servers and not self._publishing and self.record is not None:
+            self._new_servers = False        # a reachable server newly among our K closest: give it our record
+            fresh = [s for s in self._closest(self.me) if s.key not in self._offered]
+            if fresh:
+                self._offered.update(s.key for s in fresh)
+                self.spawn(self._store_on(fresh, self.record.encode()), "discovery replicate")
         if ready and t >= self._next_hints:
             self._next_hints = t + HINT_SECONDS
             self.spawn(self.fetch_hints(), "discovery hints")
@@ -250,22 +321,73 @@ class NodeDiscovery:
         self.spawn(_send_quietly(client, link, payloads), "discovery send")
         return True
 
-    async def _request(self, client, msg) -> m.Message | None:
+    def _send_peer(self, peer, msg: m.Message) -> bool:
+        """``msg`` to ``peer`` in a frame of its own of our session (False: no session or path now)."""
+        if peer.path is None or peer.session.state is not SessionState.ESTABLISHED:
+            return False
+        rest = self.node.pump.offer(peer, [m.encode(msg, m.PEER_MAGIC)])
+        if rest is not None:
+            self.spawn(rest, "discovery send")
+        return True
+
+    def _relay(self, client) -> _Server:
+        return _Server(client.key, lambda msg: self._send_controls(client, [m.encode(msg)]))
+
+    def _servers(self) -> list[_Server]:
+        """The DHT servers we can ask now: ourselves (with an endpoint), the relays we are linked to, and
+        the devices with an endpoint we have an established session with (and that did not go silent)."""
+        out = [_Server(self.me, None)] if self.server is not None else []
+        out += [self._relay(c) for c in self._ready()]
+        t, peers = time.monotonic(), self.node.table.peers
+        for key, peer in list(self._device_servers.items()):
+            if peers.get(key) is not peer or not peer.endpoint or peer.session.state is not SessionState.ESTABLISHED:
+                del self._device_servers[key]        # on_established adds it again with its next session
+            elif peer.path is not None and self._silent.get(key, 0.0) <= t:
+                out.append(_Server(key, functools.partial(self._send_peer, peer), device=True))
+        return out
+
+    def _id(self, key: bytes) -> int:
+        i = self._node_ids.get(key)
+        if i is None:
+            if len(self._node_ids) > 65_536:
+                self._node_ids.clear()
+            i = self._node_ids[key] = node_id(self.network, key)
+        return i
+
+    def _closest(self, key: bytes) -> list[_Server]:
+        """The ``K`` servers we can ask closest to ``key``'s id (XOR distance, as Kademlia)."""
+        target = self._id(key)
+        return sorted(self._servers(), key=lambda s: self._id(s.key) ^ target)[:K]
+
+    async def ask(self, key: bytes, msg: m.Request) -> m.Response | None:
+        """Send ``msg`` to the server ``key`` (a relay, a device server, or ourselves); its answer or None."""
+        server = next((s for s in self._servers() if s.key == key), None)
+        return await self._request(server, msg) if server is not None else None
+
+    async def _request(self, server: _Server, msg: m.Request) -> m.Response | None:
         req = next(self._ids) & 0xFFFFFFFF
-        msg = type(msg)(*[getattr(msg, f) for f in msg.__dataclass_fields__ if f != "req_id"], req_id=req)
-        fut = self._waiting[req] = asyncio.get_running_loop().create_future()
+        msg = dataclasses.replace(msg, req_id=req)
+        if server.send is None:
+            assert self.server is not None
+            return self.server.handle(self.me, msg, time.time())
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting[req] = (server.key, fut)
         try:
-            if not self._send_controls(client, [m.encode(msg)]):
+            if not server.send(msg):
                 return None
             return await asyncio.wait_for(fut, REQUEST_TIMEOUT)
         except TimeoutError:
+            if server.device:
+                self._silent[server.key] = time.monotonic() + SILENT_SECONDS
             return None
         finally:
             self._waiting.pop(req, None)
 
-    def _closest(self, key: bytes) -> list:
-        target = node_id(self.network, key)
-        return sorted(self._ready(), key=lambda c: node_id(self.network, c.key) ^ target)[:K]
+    async def _store_on(self, servers: list[_Server], raw: bytes) -> int:
+        """STORE ``raw`` on ``servers`` at once; how many kept it."""
+        async with asyncio.TaskGroup() as group:
+            asks = [group.create_task(self._request(s, m.Store(raw))) for s in servers]
+        return sum(1 for a in asks if isinstance(r := a.result(), m.Stored) and r.verdict.kept)
 
     # ---- records -------------------------------------------------------------------------------------
     def candidates(self) -> list[tuple[str, int]]:
@@ -281,10 +403,11 @@ class NodeDiscovery:
                        endpoints=eps[:8], relays=[c.key for c in self._ready()][:8])
             raw = rec.encode()
             self._dirty = False
-            stored = 0
-            for client in self._closest(self.me):
-                resp = await self._request(client, m.Store(raw))
-                stored += isinstance(resp, m.Stored) and resp.verdict.kept
+            if self.server is not None:
+                self.server.seed()
+            targets = self._closest(self.me)
+            self._offered = {s.key for s in targets}
+            stored = await self._store_on(targets, raw)
             if stored:
                 self.record = rec
                 self.publishes += 1
@@ -296,18 +419,12 @@ class NodeDiscovery:
             self._publishing = False
 
     async def lookup(self, key: bytes) -> EndpointRecord | None:
-        """The live, verified record of a trusted ``key`` (None if no relay has one)."""
+        """The live, verified record of a trusted ``key`` (None if no server we can ask has one)."""
         self.lookups += 1
-        for client in self._closest(key):
-            resp = await self._request(client, m.FindValue(key))
-            if isinstance(resp, m.Value):
-                try:
-                    rec = decode(resp.record)
-                    rec.check(self.network, time.time())
-                except DiscoveryError:
-                    continue
-                if rec.public_key == key and self.node.trust.is_trusted(key):
-                    return rec
+        for server in self._closest(key):
+            rec = self._checked(await self._request(server, m.FindValue(key)), key)
+            if rec is not None:
+                return rec
         return None
 
     async def fetch_hints(self) -> None:
@@ -317,7 +434,10 @@ class NodeDiscovery:
                 client.hint_penalty = hint_penalty(rec.load, rec.price)
 
     async def lookup_at(self, client, key: bytes) -> EndpointRecord | None:
-        resp = await self._request(client, m.FindValue(key))
+        """``key``'s record as the relay ``client`` (a node.relays.RelayClient) has it."""
+        return self._checked(await self._request(self._relay(client), m.FindValue(key)), key)
+
+    def _checked(self, resp: m.Response | None, key: bytes) -> EndpointRecord | None:
         if not isinstance(resp, m.Value):
             return None
         try:
@@ -398,6 +518,8 @@ class NodeDiscovery:
         return {"observed": [f"{ip}:{port}" for ip, port in self.candidates()], "seq": self.seq,
                 "publishes": self.publishes, "lookups": self.lookups, "attempts": self.attempts,
                 "directs": self.directs, "punch_port": self.puncher.port,
+                "dht_server": self.server.status() if self.server is not None else None,
+                "device_servers": len(self._device_servers),
                 "time_to_direct": {k.hex(): round(v, 3) for k, v in self.time_to_direct.items()}}
 
 
