@@ -21,12 +21,29 @@ has passed on a newer release.
 
 * ``send_nowait``: ``Connection.paused`` (write buffer over ``write_limit``), ``.fragmented_send_waiter``
   (a fragmented send in progress), ``.protocol.state``, ``.protocol.send_binary()``, ``.send_data()``.
+  Its frame fast path (issue 17 "Latency") writes the RFC 6455 frame itself (``_binary_frame``: the same
+  bytes as ``Frame.serialize``, client frames masked with a fresh ``secrets`` key) straight to
+  ``Connection.transport`` when websockets has nothing pending (``.protocol.writes`` empty, no
+  ``.protocol.extensions``, no ``.protocol.debug``); websockets keeps no per-frame send state for
+  unfragmented data frames. Saves the ``Frame`` object, ``BytesIO`` serialisation (two copies of the
+  payload; this path makes one) and ``data_to_send``/``send_data`` per frame; measured in
+  docs/performance.md.
 * ``deliver_to``: replaces ``Connection.recv_messages`` (the receive ``Assembler``, fed by
   ``process_event`` -> ``put(frame)``, closed by ``connection_lost`` -> ``close()``, read by ``recv`` ->
   ``get(decode)``) and drains the old one (``.frames.queue``, ``.paused``, ``.resume()``, ``.closed``).
   Together with ``send_nowait``, measured in paired runs at MTU 1,400 (docs/mesh.md "What each
   data-path change did"): receiver 7.0-7.8 -> 5.6-6.5 CPU s/GB, sender 6.5-6.8 -> 4.9-5.7 s/GB, minimum
   ping RTT 0.37-0.48 -> 0.26-0.35 ms.
+* frame fast path of ``deliver_to`` (issue 17 "Latency"): ``Connection.data_received`` is wrapped per
+  connection; when websockets' parser waits at a frame boundary (``.protocol.parser`` suspended in
+  ``StreamReader.at_eof``, found by walking ``gi_yieldfrom``; ``.protocol.reader.buffer`` empty; no
+  fragmented message, ``.protocol.cur_size`` None), complete unfragmented binary frames at the start of
+  the received bytes (``0x82``, the mask bit the side expects, at most ``.protocol.max_size``) are cut
+  and unmasked here and handed to the callback; anything else (control frames, fragments, a partial
+  frame, a masking or size error) and everything after it goes through websockets as before. websockets
+  keeps no state for a whole data frame it would have queued (``recv_frame`` only checks ``cur_size``;
+  ``process_event`` only ``put``s it). Saves the parser generator, ``Frame`` object and event list per
+  message; measured in docs/performance.md.
 * text refused under ``deliver_to``: ``.protocol.fail()`` + ``.send_data()`` (correctness: close 1003).
 * ``abort`` / ``closed``: ``Connection.transport`` (``abort()``, ``is_closing()``).
 * ``_drop_handshake``: replaces ``Connection.request`` / ``.response`` and empties the originals'
@@ -53,7 +70,9 @@ May import: websockets, transport.errors. Nothing above the transport.
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -61,9 +80,10 @@ from typing import Any
 from websockets.asyncio.connection import Connection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode, Opcode
+from websockets.frames import CloseCode, Opcode, apply_mask
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Side, State
+from websockets.streams import StreamReader
 
 from shadowmesh_client.transport.errors import LinkClosedError
 
@@ -78,6 +98,8 @@ MAX_FRAGMENTS = 16
 MAX_PINGS_PER_SECOND = 50
 """Pings a peer may send per second (ours: one per 5 s; the relay's one per 20 s)."""
 _CONT, _PING = Opcode.CONT, Opcode.PING
+_FIN_BINARY = 0x80 | Opcode.BINARY
+"""First byte of a whole binary frame without RSV bits (RFC 6455 section 5.2): what both fast paths use."""
 
 NOTSENT_LOWAT = 128 * 1024
 """Bytes: TCP_NOTSENT_LOWAT on every link socket (client and server end). The kernel keeps at most about
@@ -91,13 +113,16 @@ class Link:
     """Wraps a websockets connection. Create via LinkServer / dial / ReconnectingClient, not directly."""
 
     __slots__ = ("_conn", "peer", "is_client", "messages_in", "bytes_in", "messages_out", "bytes_out",
-                 "__weakref__")
+                 "_mask", "_write_cap", "__weakref__")
 
     def __init__(self, connection: Connection, peer: Any, *, is_client: bool) -> None:
         self._conn = connection
         _drop_handshake(connection)
-        _guard(connection)
+        self._write_cap = _guard(connection)
         _set_notsent_lowat(connection)
+        protocol = connection.protocol
+        # frame fast path of send_nowait: None = through websockets (an extension would change the frames)
+        self._mask: bool | None = None if protocol.extensions else protocol.side is Side.CLIENT
         self.peer = peer              # server side: what authenticate() returned; client side: the url
         self.is_client = is_client
         self.messages_in = 0
@@ -124,10 +149,18 @@ class Link:
         # websockets internals (module docstring; with deliver_to: sender 6.5-6.8 -> 4.9-5.7 CPU s/GB at
         # MTU 1,400): ``send()`` minus its send_context/drain round, same checks in the same order.
         conn = self._conn
-        if conn.paused or conn.fragmented_send_waiter is not None or conn.protocol.state is not _OPEN:
+        protocol = conn.protocol
+        if conn.paused or conn.fragmented_send_waiter is not None or protocol.state is not _OPEN:
             return False
-        conn.protocol.send_binary(message)  # type: ignore[arg-type]  # any bytes-like (see send)
-        conn.send_data()  # transport.write: socket errors are handled by asyncio (connection_lost)
+        mask = self._mask
+        if mask is None or protocol.writes or protocol.debug:
+            protocol.send_binary(message)  # type: ignore[arg-type]  # any bytes-like (see send)
+            conn.send_data()  # transport.write: socket errors are handled by asyncio (connection_lost)
+        else:   # the same bytes as send_binary + send_data, without the Frame, BytesIO and queue (docstring)
+            transport = conn.transport
+            transport.write(_binary_frame(message, mask))
+            if transport.get_write_buffer_size() > self._write_cap:
+                _not_reading(conn, self._write_cap)
         self.messages_out += 1
         self.bytes_out += len(message)
         return True
@@ -168,6 +201,8 @@ class Link:
             old.resume()
         if old.closed:
             direct.close()
+        if self._mask is not None:   # no extension changes the frames: cut whole binary frames ourselves
+            _fast_receive(conn, direct)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
@@ -252,6 +287,10 @@ class _DirectDelivery:
                 return
             data = b"".join(self._parts)
             self._parts = None
+        self.deliver(data)
+
+    def deliver(self, data: bytes) -> None:
+        """One whole message: count it, hand it to the callback."""
         link = self._link
         link.messages_in += 1
         link.bytes_in += len(data)
@@ -274,6 +313,75 @@ class _DirectDelivery:
         raise RuntimeError("this link delivers messages to a callback (deliver_to); recv() is not available")
 
     get_iter = get
+
+
+_AT_EOF = StreamReader.at_eof.__code__
+
+
+def _at_frame_start(parser) -> bool:
+    """Whether websockets' parser generator waits between frames (suspended in ``StreamReader.at_eof``,
+    under ``parse()`` or the client's handshake ``parse()`` delegating to it) rather than inside one."""
+    gen = parser
+    while True:
+        inner = gen.gi_yieldfrom
+        if inner is None:
+            return gen.gi_code is _AT_EOF
+        gen = inner
+
+
+def _fast_receive(conn: Connection, direct: _DirectDelivery) -> None:
+    """Wrap ``conn.data_received``: whole binary frames go straight to ``direct`` while websockets' parser
+    is between frames (module docstring, "frame fast path of deliver_to"); the rest goes through
+    websockets, in order."""
+    protocol = conn.protocol
+    reader = protocol.reader
+    slow = conn.data_received
+    masked = protocol.side is Side.SERVER        # RFC 6455 5.3: client-to-server frames are masked
+    mask_bit = 0x80 if masked else 0
+    max_size = protocol.max_size if protocol.max_size is not None else 1 << 63
+    deliver = direct.deliver
+
+    def data_received(data: bytes) -> None:
+        if (protocol.state is not _OPEN or direct.closed or direct._parts is not None or reader.buffer
+                or protocol.cur_size is not None or protocol.debug or not _at_frame_start(protocol.parser)):
+            slow(data)
+            return
+        pos, end = 0, len(data)
+        while end - pos >= 2:
+            second = data[pos + 1]
+            if data[pos] != _FIN_BINARY or second & 0x80 != mask_bit:
+                break
+            n = second & 0x7F
+            head = pos + 2
+            if n == 126:
+                n = int.from_bytes(data[head:head + 2], "big")
+                head += 2
+            elif n == 127:
+                n = int.from_bytes(data[head:head + 8], "big")
+                head += 8
+            if n > max_size:
+                break
+            if masked:
+                start = head + 4
+                if start + n > end:
+                    break
+                message = apply_mask(data[start:start + n], data[head:start])
+            else:
+                start = head
+                if start + n > end:
+                    break
+                message = data[start:start + n]
+            pos = start + n
+            deliver(message)
+            if protocol.state is not _OPEN or direct.closed:
+                break
+        if pos < end:
+            slow(data[pos:] if pos else data)
+
+    conn.data_received = data_received  # type: ignore[method-assign]
+    # asyncio's transports look ``data_received`` up per call; uvloop's keep the bound method they were
+    # given with the protocol: hand the same protocol over again so they pick up the wrapper too.
+    conn.transport.set_protocol(conn)
 
 
 # Shared placeholders: once open, a connection no longer needs the upgrade's request and response
@@ -308,8 +416,39 @@ def _set_notsent_lowat(conn: Connection) -> None:
         log.debug("TCP_NOTSENT_LOWAT not set: %s", exc)
 
 
-def _guard(conn: Connection) -> None:
-    """Install the abuse bounds of the module docstring on ``conn`` (websockets internals, listed there)."""
+_HEAD = struct.Struct("!BB").pack
+_HEAD16 = struct.Struct("!BBH").pack
+_HEAD64 = struct.Struct("!BBQ").pack
+
+
+def _binary_frame(message, mask: bool) -> bytes:
+    """RFC 6455 section 5.2: ``message`` as one unfragmented binary frame (FIN, no RSV bits), masked with a
+    fresh 4-byte key from ``secrets`` when ``mask`` (the client side, as websockets' ``Frame.serialize``)."""
+    n = len(message)
+    m = 0x80 if mask else 0
+    if n < 126:
+        head = _HEAD(_FIN_BINARY, m | n)
+    elif n < 65536:
+        head = _HEAD16(_FIN_BINARY, m | 126, n)
+    else:
+        head = _HEAD64(_FIN_BINARY, m | 127, n)
+    if mask:
+        key = secrets.token_bytes(4)
+        return head + key + apply_mask(message, key)
+    return head + message
+
+
+def _not_reading(conn: Connection, limit: int) -> None:
+    """The write buffer passed the ``_guard`` limit: the peer does not read; abort the link."""
+    transport = conn.transport
+    if not transport.is_closing():
+        log.warning("link %s: peer does not read (write buffer over %d bytes); aborting", conn.remote_address, limit)
+        transport.abort()
+
+
+def _guard(conn: Connection) -> int:
+    """Install the abuse bounds of the module docstring on ``conn`` (websockets internals, listed there);
+    return the write-buffer limit in bytes (``send_nowait``'s fast path checks it too)."""
     transport = conn.transport
     high = transport.get_write_buffer_limits()[1]
     limit = high + WRITE_SLACK_MESSAGES * (conn.protocol.max_size or (1 << 20))
@@ -319,10 +458,8 @@ def _guard(conn: Connection) -> None:
 
     def guarded_send_data() -> None:
         send_data()
-        if transport.get_write_buffer_size() > limit and not transport.is_closing():
-            log.warning("link %s: peer does not read (write buffer over %d bytes); aborting",
-                        conn.remote_address, limit)
-            transport.abort()
+        if transport.get_write_buffer_size() > limit:
+            _not_reading(conn, limit)
 
     def guarded_process_event(event) -> None:
         opcode = event.opcode
@@ -343,6 +480,7 @@ def _guard(conn: Connection) -> None:
 
     conn.send_data = guarded_send_data  # type: ignore[method-assign]
     conn.process_event = guarded_process_event  # type: ignore[method-assign]
+    return limit
 
 
 def _fail(conn: Connection, code: CloseCode, reason: str) -> None:
