@@ -22,9 +22,11 @@ on-demand handshake through the relay, then the packet), handshakes per second o
 through the TUN to the first and last swarm peer. The same run also runs bench/peers5000.py at the same sizes
 first and reports the ratios (netns / in-memory), with the load average. RSS counts what tracemalloc and the
 object walk do not (interpreter arenas, fragmentation, socket buffers in user space): read it as an upper
-bound. The idle CPU of the real node includes the WebSocket pings of every live link (node links ping every
-``daemon_common.PING_INTERVAL`` s, both ends), which MemoryTransport does not model; ``PEERS_NETNS_NO_PING=1``
-turns them off on both sides to show their share (a diagnostic, not the default).
+bound. The idle CPU of the real node includes the WebSocket pings of every live link, which MemoryTransport
+does not model: peer links ping every ``PING_INTERVAL`` s while they carry messages and every
+``IDLE_PING_INTERVAL`` s once idle (transport/ws/link.py ``ping_when_idle``), so the idle figure is taken
+after the links went idle, over one whole idle ping period. ``PEERS_NETNS_NO_PING=1`` turns pings off on both
+sides to show their share (a diagnostic, not the default).
 
 Root only. Every namespace and process is torn down (lab/netns.py Topology: by PID), also on failure.
 """
@@ -43,6 +45,9 @@ import threading
 import time
 from contextlib import ExitStack
 from typing import Any
+
+from shadowmesh_client.daemon_common import IDLE_PING_INTERVAL, PING_INTERVAL
+from shadowmesh_client.transport.ws.link import IDLE_ROUNDS
 
 KNOWN, LIVE = 2_000, 1_000
 IDLE_SECONDS = 10.0
@@ -443,8 +448,11 @@ def measure_netns(known: int, live: int, idle_seconds: float) -> dict:
         time.sleep(1.0)
         node.ask("trim")
         rss_live = rss_bytes(pid)
+        # Idle links ping every IDLE_PING_INTERVAL once IDLE_ROUNDS pings passed without a message (the
+        # handshakes were the last ones): wait for that, then measure one whole idle ping period.
+        time.sleep((IDLE_ROUNDS + 1) * PING_INTERVAL)
         s0, w0 = cpu_seconds(swarm.proc.pid), time.perf_counter()
-        idle = idle_cpu(pid, idle_seconds)
+        idle = idle_cpu(pid, max(idle_seconds, IDLE_PING_INTERVAL))
         swarm_cpu = (cpu_seconds(swarm.proc.pid) - s0) / (time.perf_counter() - w0) * 100
         ping_first, ping_last = lab.ping(3, 3), lab.ping(2 + live, 3)
         st = node.ask("status")

@@ -41,6 +41,11 @@ PING_INTERVAL = 5.0
 PING_TIMEOUT = 10.0
 """Seconds without a pong before a link is declared dead and the path fails over."""
 
+IDLE_PING_INTERVAL = 60.0
+"""Seconds between pings on a peer link that carried no message for two pings (``Link.ping_when_idle``):
+at thousands of live sessions the 5 s pings were most of a node's idle CPU (bench peers-netns). Links to
+relays keep PING_INTERVAL (their pings find a renumbered NAT and pick relay paths)."""
+
 LINK_WRITE_LIMIT = 1 << 20
 """Bytes. Write-buffer high-water mark per link: above it ``send_nowait`` refuses and ``send`` waits."""
 
@@ -48,7 +53,7 @@ LINK_WRITE_LIMIT = 1 << 20
 def node_link_limits() -> LinkLimits:
     """The limits of every node link (to peers and to relays)."""
     return LinkLimits(max_message_bytes=LINK_MAX_MESSAGE_BYTES, ping_interval=PING_INTERVAL,
-                      ping_timeout=PING_TIMEOUT, write_limit=LINK_WRITE_LIMIT)
+                      ping_timeout=PING_TIMEOUT, write_limit=LINK_WRITE_LIMIT, idle_ping_interval=IDLE_PING_INTERVAL)
 
 
 # ---- listen address -----------------------------------------------------------------------------------

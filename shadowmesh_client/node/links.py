@@ -28,6 +28,7 @@ beyond the event loop.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -83,9 +84,12 @@ class PeerLinks:
         self.blocks_sent = 0
         self.on_established: Callable[[PeerState], None] | None = None   # issue 15 hook (node/daemon.py)
 
-    def client_config(self, url: str) -> ClientConfig:
+    def client_config(self, url: str, *, relay: bool = False) -> ClientConfig:
+        """Dial settings for ``url``; a relay link keeps its pings short when idle (they find a renumbered
+        NAT and measure the relay path: daemon_common.IDLE_PING_INTERVAL)."""
         s = self.settings
-        return ClientConfig(url, ca_file=s.ca_file if url.startswith("wss:") else None, limits=s.limits,
+        limits = dataclasses.replace(s.limits, idle_ping_interval=None) if relay else s.limits
+        return ClientConfig(url, ca_file=s.ca_file if url.startswith("wss:") else None, limits=limits,
                             backoff_max=s.backoff_max, stable_after=2.0)
 
     # ---- opening links --------------------------------------------------------------------------------

@@ -153,7 +153,8 @@ class Reconciler:
 
     # ---- relays ---------------------------------------------------------------------------------------
     def _add_relay(self, key: bytes, url: str) -> None:
-        client = RelayClient(self.identity, key, url, self.config, self.trust, self.links.client_config(url),
+        client = RelayClient(self.identity, key, url, self.config, self.trust,
+                             self.links.client_config(url, relay=True),
                              self.links.on_relay_delivery, self.table.reselect,
                              dial=self.relay_dial or self.links.transport.dial,   # issue 15: from the punch port
                              spawn=self._spawn, on_session=self._on_session)

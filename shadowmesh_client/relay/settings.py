@@ -82,7 +82,8 @@ class RelaySettings:
 
 def relay_link_limits() -> LinkLimits:
     """The node's link limits (message size, queues, write limit) with the relay's heartbeat."""
-    return replace(node_link_limits(), ping_interval=RELAY_PING_INTERVAL, ping_timeout=RELAY_PING_INTERVAL)
+    return replace(node_link_limits(), ping_interval=RELAY_PING_INTERVAL, ping_timeout=RELAY_PING_INTERVAL,
+                   idle_ping_interval=None)
 
 
 def relay_core_config(settings: RelaySettings) -> RelayConfig:

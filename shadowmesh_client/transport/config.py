@@ -76,6 +76,9 @@ class LinkLimits:
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
     open_timeout: float = DEFAULT_OPEN_TIMEOUT
+    idle_ping_interval: float | None = None
+    """Seconds between pings while a link carries no messages (WebSocket links: ``Link.ping_when_idle``);
+    None: always ``ping_interval``. Above ``ping_interval`` it saves the idle links' wake-ups."""
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 256:
@@ -84,7 +87,7 @@ class LinkLimits:
             raise TransportConfigError("transport.max_queue must be at least 1 message")
         if self.write_limit < 1_024:
             raise TransportConfigError("transport.write_limit must be at least 1024 bytes")
-        for name in ("ping_interval", "ping_timeout"):
+        for name in ("ping_interval", "ping_timeout", "idle_ping_interval"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise TransportConfigError(f"transport.{name} must be positive seconds or null (off)")

@@ -50,7 +50,10 @@ async def dial(config: ClientConfig, hello: bytes, *, peer: Any = None) -> Link:
             "transport.ca_file to the CA that signed it, or fix server_hostname") from None
     except (TimeoutError, OSError, InvalidHandshake, ssl.SSLError) as exc:
         raise TransportError(f"cannot reach {_safe_url(config.url)}: {type(exc).__name__}: {exc}") from None
-    return Link(connection, peer if peer is not None else config.url, is_client=True)
+    link = Link(connection, peer if peer is not None else config.url, is_client=True)
+    if config.limits.idle_ping_interval is not None:
+        link.ping_when_idle(config.limits.idle_ping_interval)
+    return link
 
 
 def _safe_url(url: str) -> str:

@@ -253,6 +253,8 @@ class LinkServer:
     async def _handler(self, connection: ServerConnection) -> None:
         response, peer = self._accepted.pop(connection)
         link = Link(connection, peer, is_client=False)
+        if self.config.limits.idle_ping_interval is not None:
+            link.ping_when_idle(self.config.limits.idle_ping_interval)
         self.links.add(link)
         self.links_opened += 1
         try:
