@@ -203,10 +203,11 @@ def _routing_settings(cfg):
 @_api("127.0.0.1:7780")
 @_tls
 @_routing_options
-@click.option("--discovery/--no-discovery", "discovery", default=False,
+@click.option("--discovery/--no-discovery", "discovery", default=True, show_default=True,
               help="Publish a signed endpoint record (no transaction) and go direct through NATs (docs/discovery.md).")
-@click.option("--on-demand/--no-on-demand", "on_demand", default=False,
-              help="Sessions on first packet or hello, dropped after --idle-timeout (for networks of thousands).")
+@click.option("--on-demand/--no-on-demand", "on_demand", default=False, show_default=True,
+              help="Sessions on first packet or hello, dropped after --idle-timeout (for networks of thousands; "
+                   "not yet with --exit-node: docs/discovery.md).")
 @click.option("--idle-timeout", type=click.FloatRange(5), default=180.0, show_default=True,
               help="Seconds without packets before an on-demand session is dropped.")
 @click.option("--punch-port", type=click.IntRange(0, 65535), default=0,
