@@ -9,8 +9,11 @@ AUTHENTICATED 32-byte Ed25519 key of the device. The routing table is keyed by t
 device sends later can change it. Response frames are sent as LOCAL envelopes, so every message after the
 upgrade is an envelope.
 
-Per link: one reader task (websockets' handler) and, only while a device's link has no room for what is
-queued for it, one writer task (otherwise the reader sends at once with ``send_nowait``: ``_kick``).
+Per link: no reader task: the link hands each message to ``_receive`` from its ``data_received``
+(``Link.deliver_to``, issue 17: no task wake-up per forwarded frame), which forwards at once with
+``send_nowait`` (``_kick``); only while a device's link has no room for what is queued for it, one writer
+task. Where the old reader task waited (a device over its message rate, LOCAL replies waiting) the link
+stops reading (``Link.pause_reading``): the excess waits in the kernel, as it did.
 A slow receiver backs up into its bounded core queue (then drops, counted), never into unbounded memory;
 websockets' ``write_limit`` bounds what sits in the socket's user-space buffer.
 Restart-safe: the relay keeps no state a device needs; devices simply reconnect.
@@ -27,6 +30,7 @@ import asyncio
 import inspect
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -34,7 +38,14 @@ from shadowmesh_client.protocol.cookie import CLOSE_COOKIE
 from shadowmesh_client.relay import Dropped, DropReason, Forwarded, Local, RelayConfig, RelayCore, encode_local
 from shadowmesh_client.relay.envelope import KEY_BYTES
 from shadowmesh_client.relay.guard import Challenge
-from shadowmesh_client.transport.base import CLOSE_REPLACED, CLOSE_REVOKED, Link, Server, Transport
+from shadowmesh_client.transport.base import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_REPLACED,
+    CLOSE_REVOKED,
+    Link,
+    Server,
+    Transport,
+)
 from shadowmesh_client.transport.config import ServerConfig
 from shadowmesh_client.transport.errors import LinkClosedError
 
@@ -52,6 +63,20 @@ Presence = Callable[[bytes, bool], None]
 MAX_LOCAL_IN_FLIGHT = 8  # per link: awaitable on_local replies pending before the reader waits (backpressure)
 RATE_PAUSE_SECONDS = 0.05
 """Seconds a link's reader stops after a message over the device's message rate (RelayConfig)."""
+
+
+class _Reader:
+    """One device link's receive state (``RelayServer._receive``, called from the link's data_received)."""
+
+    __slots__ = ("link", "key", "held", "paused", "closed", "timer")
+
+    def __init__(self, link: Link, key: bytes) -> None:
+        self.link = link
+        self.key = key
+        self.held: deque[bytes] = deque()   # received while paused (the rest of one read at most)
+        self.paused = False
+        self.closed = False
+        self.timer: asyncio.TimerHandle | None = None   # end of a message-rate pause
 
 
 async def _ready(value):
@@ -163,41 +188,82 @@ class RelayServer:
             self.presence(key, True)
         if self.core.queued_bytes(key):
             self._kick(key)
+        reader = _Reader(link, key)
+        link.deliver_to(lambda message: self._receive(reader, message))
         try:
-            while True:
-                message = await link.recv()
-                result = self.core.on_message(key, message, self._clock())
-                if type(result) is Forwarded:
-                    self._kick(result.destination)
-                elif type(result) is Local and self._on_local is not None:
-                    pending = self._local(link, key, result.frame)
-                    if pending is not None:
-                        await pending
-                elif type(result) is Dropped and result.reason is DropReason.MESSAGE_RATE:
-                    # Over its message rate: stop reading this link for a moment, so the excess waits in
-                    # the kernel (TCP backpressure), not in our CPU: the device's share, not everyone's.
-                    self.rate_pauses += 1
-                    await asyncio.sleep(RATE_PAUSE_SECONDS)
-        except LinkClosedError:
-            pass
+            await link.wait_closed()
         finally:
+            reader.closed = True
+            reader.held.clear()
+            if reader.timer is not None:
+                reader.timer.cancel()
             if self.core.detach(key, link) and self.presence is not None:
                 self.presence(key, False)
 
-    def _local(self, link: Link, key: bytes, frame: memoryview) -> Awaitable[None] | None:
+    def _receive(self, reader: _Reader, message: bytes) -> None:
+        """A message from ``reader``'s link, called from the link's ``data_received`` (``deliver_to``).
+        While the reader is paused the link reads nothing more; what the last read already held (at most
+        one read's worth) waits in ``reader.held`` and is handled in order on resume."""
+        if reader.paused:
+            reader.held.append(message)
+            return
+        self._handle(reader, message)
+
+    def _handle(self, reader: _Reader, message: bytes) -> None:
+        result = self.core.on_message(reader.key, message, self._clock())
+        if type(result) is Forwarded:
+            self._kick(result.destination)
+        elif type(result) is Local and self._on_local is not None:
+            try:
+                self._local(reader, result.frame)
+            except Exception:   # a bug in on_local: as when it ended the reader task, the link closes (1011)
+                log.exception("on_local failed: closing the link")
+                reader.closed = True    # nothing more is handled on this link
+                self._pause(reader)
+                self._spawn_close(reader.link, CLOSE_INTERNAL_ERROR)
+        elif type(result) is Dropped and result.reason is DropReason.MESSAGE_RATE:
+            # Over its message rate: stop reading this link for a moment, so the excess waits in the
+            # kernel (TCP backpressure), not in our CPU: the device's share, not everyone's.
+            self.rate_pauses += 1
+            self._pause(reader)
+            reader.timer = asyncio.get_running_loop().call_later(RATE_PAUSE_SECONDS, self._resume, reader)
+
+    def _pause(self, reader: _Reader) -> None:
+        reader.paused = True
+        reader.link.pause_reading()
+
+    def _resume(self, reader: _Reader) -> None:
+        """End a pause: handle what was held, in order (it may pause again), then read on."""
+        reader.timer = None
+        if reader.closed:
+            return
+        reader.paused = False
+        held = reader.held
+        while held:
+            self._handle(reader, held.popleft())
+            if reader.paused:
+                return
+        reader.link.resume_reading()
+
+    def _local(self, reader: _Reader, frame: memoryview) -> None:
         """Hand a LOCAL frame to ``on_local``. Its replies go back in arrival order, but an awaitable
-        ``on_local`` (a payments receipt: ledger commit on the billing thread, several ms) no longer holds
-        up the link's reader: forwarding continues meanwhile (``bench mesh`` relayed). At most
-        ``MAX_LOCAL_IN_FLIGHT`` per link are in flight; beyond that the reader waits for the oldest
-        (backpressure, bounded memory). Returns what the reader must await, or None."""
+        ``on_local`` (a payments receipt: ledger commit on the billing thread, several ms) does not hold
+        up the link: forwarding continues meanwhile (``bench mesh`` relayed). At most
+        ``MAX_LOCAL_IN_FLIGHT`` per link are in flight; beyond that the link stops reading until the oldest
+        is done (backpressure, bounded memory); so it does while a reply waits for room on the link."""
         assert self._on_local is not None, "only called when on_local is set"
-        replies = self._on_local(key, frame)
+        link = reader.link
+        replies = self._on_local(reader.key, frame)
         inflight = self._repliers.get(link)
+        blocked = False
         if not inspect.isawaitable(replies):
             if not replies:
-                return None
+                return
             if not inflight:
-                return self._send_local(link, replies)
+                replies = _send_now(link, replies)   # what found no room on the link
+                if not replies:
+                    return
+                blocked = True
             replies = _ready(replies)
         if inflight is None:
             inflight = self._repliers[link] = []
@@ -205,9 +271,9 @@ class RelayServer:
         task = asyncio.get_running_loop().create_task(self._reply(link, previous, replies))
         inflight.append(task)
         task.add_done_callback(lambda t: self._reply_done(link, t))
-        if len(inflight) > MAX_LOCAL_IN_FLIGHT:
-            return _wait_for(inflight[0])
-        return None
+        if blocked or len(inflight) > MAX_LOCAL_IN_FLIGHT:
+            self._pause(reader)
+            inflight[0].add_done_callback(lambda _: self._resume(reader))
 
     async def _send_local(self, link: Link, replies: Replies) -> None:
         for reply in replies:
@@ -295,6 +361,9 @@ def _takes_source(hook: Callable) -> bool:
         return False
 
 
-async def _wait_for(task: asyncio.Task[None]) -> None:
-    """Wait until ``task`` is done without being cancelled with the waiter (backpressure on one link)."""
-    await asyncio.wait([task])
+def _send_now(link: Link, replies: Replies) -> Replies:
+    """Send ``replies`` as LOCAL envelopes while the link has room; return those left (in order)."""
+    for i, reply in enumerate(replies):
+        if not link.send_nowait(encode_local(reply)):
+            return replies[i:]
+    return ()

@@ -52,7 +52,9 @@ class Link(Protocol):
     * ``recv`` returns the next message (bytes) or raises LinkClosedError; one reader task per link.
     * ``deliver_to(callback)`` switches to push delivery: already queued messages are handed over at
       once, then every message is handed to ``callback(message)`` synchronously as it arrives; ``recv``
-      may no longer be used. A callback that raises aborts the link.
+      may no longer be used. A callback that raises aborts the link. ``pause_reading()`` /
+      ``resume_reading()``: backpressure for such a callback (the peer's further messages wait, then its
+      sends); the messages of the read being handled may still arrive after ``pause_reading()``.
     * ``close(code, reason)`` is idempotent; ``wait_closed`` returns once the link is gone.
     * ``latency``: seconds of the last heartbeat round trip (0.0 until measured).
     * ``buffered_bytes``: bytes handed to ``send``/``send_nowait`` that have not left this process yet
@@ -75,6 +77,10 @@ class Link(Protocol):
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
     def deliver_to(self, callback: Callable[[bytes], None]) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None: ...
 

@@ -81,6 +81,7 @@ class MemoryLink:
         self._room.set()
         self._callback: Callable[[bytes], None] | None = None
         self._drain_scheduled = False
+        self._paused = False                  # pause_reading: deliver_to hands nothing over meanwhile
         self._close_code: int | None = None
         self._closed = asyncio.Event()
 
@@ -161,6 +162,14 @@ class MemoryLink:
         if self._inbox:
             self._drain()  # already-queued messages first, at once (the WebSocket link does the same)
 
+    def pause_reading(self) -> None:
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        if self._inbox and self._callback is not None:
+            self._schedule_drain()
+
     def _schedule_drain(self) -> None:
         if not self._drain_scheduled:
             self._drain_scheduled = True
@@ -169,7 +178,7 @@ class MemoryLink:
     def _drain(self) -> None:
         self._drain_scheduled = False
         callback = self._callback
-        while self._inbox and callback is not None:
+        while self._inbox and callback is not None and not self._paused:
             data = self._take()
             try:
                 callback(data)

@@ -45,7 +45,8 @@ has passed on a newer release.
   ``process_event`` only ``put``s it). Saves the parser generator, ``Frame`` object and event list per
   message; measured in docs/performance.md.
 * text refused under ``deliver_to``: ``.protocol.fail()`` + ``.send_data()`` (correctness: close 1003).
-* ``abort`` / ``closed``: ``Connection.transport`` (``abort()``, ``is_closing()``).
+* ``abort`` / ``closed`` / ``pause_reading``: ``Connection.transport`` (``abort()``, ``is_closing()``,
+  ``pause_reading()``, ``resume_reading()``; under ``deliver_to`` websockets itself never pauses reading).
 * ``_drop_handshake``: replaces ``Connection.request`` / ``.response`` and empties the originals'
   headers, which websockets' parser generator keeps alive: 15.9 -> 14.0 KB per idle server link
   (docs/transport.md "Measured figures"), about 2.9 KB less per relay link (docs/mesh.md "Relay at
@@ -217,6 +218,20 @@ class Link:
             direct.close()
         if self._mask is not None:   # no extension changes the frames: cut whole binary frames ourselves
             _fast_receive(conn, direct)
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket until ``resume_reading()`` (backpressure for ``deliver_to``: the
+        peer's next messages wait in the kernel, then its sends block). Messages of the read being handled
+        are still delivered. Idempotent; a no-op on a closing link."""
+        transport = self._conn.transport   # websockets internal: Connection.transport (see abort)
+        if not transport.is_closing():
+            transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read again after ``pause_reading()``. Idempotent; a no-op on a closing link."""
+        transport = self._conn.transport
+        if not transport.is_closing():
+            transport.resume_reading()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()

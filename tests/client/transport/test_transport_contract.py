@@ -174,6 +174,31 @@ async def test_a_callback_that_raises_aborts_the_link(transport):
         assert not link.send_nowait(b"after")
 
 
+async def test_pause_reading_holds_the_sender_back_and_resume_delivers_the_rest_in_order(transport):
+    got, server_links = [], []
+
+    async def on_link(link) -> None:
+        server_links.append(link)
+        link.deliver_to(got.append)
+        await link.wait_closed()
+
+    async with transport.server(ServerConfig(), lambda h: (b"", h), on_link) as server:
+        link = await transport.dial(ClientConfig(server.url), b"me")
+        await eventually(lambda: server_links)
+        server_links[0].pause_reading()
+        chunk, sent = bytes(60_000), 0
+        while sent < 2_000 and link.send_nowait(chunk):     # 120 MB: far more than any buffer holds
+            sent += 1
+            await asyncio.sleep(0)
+        assert sent < 2_000                                 # the sender ran out of room: backpressure
+        assert len(got) < sent                              # the rest waits (kernel / inbox), unread
+        server_links[0].resume_reading()
+        await link.send(b"last")
+        await eventually(lambda: len(got) == sent + 1)
+        assert got[-1] == b"last" and all(m == chunk for m in got[:-1])
+        await link.close()
+
+
 @pytest.mark.parametrize("code", [CLOSE_REPLACED, CLOSE_REVOKED])
 @pytest.mark.parametrize("closer", ["server", "client"])
 async def test_close_codes_are_seen_on_both_ends(transport, code, closer):
