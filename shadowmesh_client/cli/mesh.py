@@ -155,6 +155,9 @@ def _routing_options(fn):
         ctx.meta["shadowmesh.routing"] = {k: kwargs.pop(k) for k in _ROUTING_OPTIONS}
         return fn(*args, **kwargs)
     wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+    # the options declared below this decorator (click keeps them on the function): without this copy they
+    # were silently dropped and `up --discovery` was "No such option"
+    wrapper.__click_params__ = list(getattr(fn, "__click_params__", []))
     for opt in reversed(opts):
         wrapper = opt(wrapper)
     return wrapper
@@ -203,7 +206,7 @@ def _routing_settings(cfg):
 @_api("127.0.0.1:7780")
 @_tls
 @_routing_options
-@click.option("--discovery/--no-discovery", "discovery", default=True, show_default=True,
+@click.option("--discovery/--no-discovery", "discovery", default=False, show_default=True,
               help="Publish a signed endpoint record (no transaction) and go direct through NATs (docs/discovery.md).")
 @click.option("--on-demand/--no-on-demand", "on_demand", default=False, show_default=True,
               help="Sessions on first packet or hello, dropped after --idle-timeout (for networks of thousands; "
