@@ -162,7 +162,9 @@ def test_exit_node_carries_v4_and_v6_and_the_underlay_stays_outside(lab):
 
 
 def test_a_device_not_allowed_is_refused_by_the_exit(lab):
-    assert lab.status(lab.c)["routing"]["exit_node"]            # C chose the exit, its packets go to A...
+    # C chose the exit, its packets go to A... (C may have started before A wrote its record to the shared
+    # folder: then C picks it up on its next look at the folder; one fresh-clone run asserted too early)
+    lab.wait_for(lambda: (lab.status(lab.c).get("routing") or {}).get("exit_node"), 20, "C's exit chosen")
     assert not reaches(lab, "c", INET4)                          # ...which refuses them (exit_allow: laptop)
     counter = lab.topo.run("a", ["nft", "list", "counter", "inet", "shadowmesh_fwd", "refused"]).stdout
     packets = int(counter.split("packets")[1].split()[0])
