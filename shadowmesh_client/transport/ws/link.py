@@ -435,14 +435,21 @@ def _drop_handshake(connection: Connection) -> None:
 
 
 def _set_notsent_lowat(conn: Connection) -> None:
-    """TCP_NOTSENT_LOWAT on the link's socket (see ``NOTSENT_LOWAT``); a no-op where unsupported."""
+    """TCP_NOTSENT_LOWAT on the link's socket (see ``NOTSENT_LOWAT``); where unsupported (not Linux / not
+    TCP) the kernel's queue stays as autotuned."""
+    _set_tcp_option(conn, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT, "TCP_NOTSENT_LOWAT")
+
+
+def _set_tcp_option(conn: Connection, option: int, value: int, name: str) -> None:
+    """``setsockopt(IPPROTO_TCP, option, value)`` on the link's socket; a no-op (logged at debug) where the
+    link is not TCP over IP or the kernel does not know the option."""
     sock = conn.transport.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
-    except OSError as exc:   # not Linux / not TCP: the kernel's queue stays as autotuned
-        log.debug("TCP_NOTSENT_LOWAT not set: %s", exc)
+        sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    except OSError as exc:
+        log.debug("%s not set: %s", name, exc)
 
 
 IDLE_ROUNDS = 2
@@ -456,13 +463,9 @@ def _adaptive_pings(link: Link, idle_interval: float) -> None:
     active = conn.ping_interval
     if active is None or idle_interval <= active:
         return
-    sock = conn.transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        bound = active + (conn.ping_timeout or 0.0)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT, int(bound * 1000))
-        except OSError as exc:   # not Linux: a dead busy link waits for the next (possibly idle) ping
-            log.debug("TCP_USER_TIMEOUT not set: %s", exc)
+    # where unsupported, a link that dies while busy waits for its next (possibly idle) ping
+    bound_ms = int((active + (conn.ping_timeout or 0.0)) * 1000)
+    _set_tcp_option(conn, _TCP_USER_TIMEOUT, bound_ms, "TCP_USER_TIMEOUT")
     ping = conn.ping
     state = [-1, 0]   # messages at the last ping, pings since the link last carried one
 
