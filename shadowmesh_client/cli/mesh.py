@@ -215,6 +215,9 @@ def _routing_settings(cfg):
               help="Seconds without packets before an on-demand session is dropped.")
 @click.option("--punch-port", type=click.IntRange(0, 65535), default=0,
               help="Local TCP port for relay links and hole punching (0: any free port).")
+@click.option("--offload/--no-offload", "offload", default=True, show_default=True,
+              help="TUN send-side offload: TCP super-packets of up to 64 KiB to peers that accept them "
+                   "(docs/protocol.md \"Offload\"); others get them segmented in software.")
 @click.pass_obj
 def up(state, listen, mtu, tun_name, ca_file, status_file, metrics_port, userspace, socks, metrics_host, log_format,
        api, tls_cert, tls_key, **issue15):
@@ -243,7 +246,7 @@ def _up(state, listen, mtu, tun_name, ca_file, status_file, metrics_port, metric
         userspace=bool(userspace or cfg.userspace.enabled),   # issue 18: no TUN device (docs/userspace.md)
         streams=_stream_settings(cfg, bool(userspace or cfg.userspace.enabled), socks),
         routing=_routing_settings(cfg),
-        **(issue15 or {}))   # issue 15: discovery, on_demand, idle_timeout, punch_port (NodeSettings fields)
+        **(issue15 or {}))   # issues 15, 17: discovery, on_demand, idle_timeout, punch_port, offload (NodeSettings)
     node = Node(identity, _open_source(state, settings.directory_interval, rpc_watch), settings, endpoint=cfg.endpoint,
                 payments=load_device_payments(state), rpc_watch=rpc_watch,
                 metrics=(metrics_host, metrics_port) if metrics_port else None)

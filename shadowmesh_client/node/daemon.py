@@ -27,6 +27,7 @@ Not task-safe beyond its loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -118,6 +119,7 @@ class Node:
         try:
             me = await self._start_directory()
             await self._open_tun()
+            self._offer_offload()
             try:
                 async with asyncio.TaskGroup() as group:
                     spawn = Spawner(group)
@@ -157,9 +159,15 @@ class Node:
         from shadowmesh_client.tun import configure_async
 
         v6 = tun_address6(self.ds.directory, self.overlay or "", s.routing)   # issue 14: None without IPv6
-        # vnet_hdr: coalesced TCP writes (tun/gro.py)
-        self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=True, ipv4_only=v6 is None)
+        # vnet_hdr: coalesced TCP writes (tun/gro.py); offload: TCP super-packets (tun/gso.py, issue 17)
+        self.tun = open_tun(s.tun_name, mtu=s.mtu, vnet_hdr=True, offload=s.offload, ipv4_only=v6 is None)
         await configure_async(self.tun.name, f"{self.overlay}/{OVERLAY_PREFIX}", mtu=s.mtu, address6=v6)
+
+    def _offer_offload(self) -> None:
+        """Our handshakes offer offload-form frames exactly when the TUN device can write them."""
+        able = getattr(self.tun, "offload", False) is True
+        if self.protocol.offload != able:
+            self.protocol = self.table.config = dataclasses.replace(self.protocol, offload=able)
 
     async def _start(self, spawn: Spawner, me) -> list[asyncio.Task]:
         """Wire the components, start the listener and the service tasks (returned)."""

@@ -27,6 +27,7 @@ from shadowmesh_client.node.settings import MAX_FRAME_BYTES, READ_BATCH
 from shadowmesh_client.protocol import FrameType, SessionState
 from shadowmesh_client.protocol import constants as C
 from shadowmesh_client.transport import LinkClosedError
+from shadowmesh_client.tun.gso import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Pump:
 
     def __init__(self, tun, routes: dict, peers: dict, incoming, on_events, on_handshake=lambda: None) -> None:
         self.tun = tun
+        self._tun_offload = getattr(tun, "offload", False) is True  # reads are in offload form (tun/gso.py)
         self._on_handshake = on_handshake
         self.routes = routes
         self.peers = peers
@@ -96,7 +98,8 @@ class Pump:
         return {"dropped_no_route": self.no_route, "dropped_no_path": self.no_path, "rejected_frames": self.rejected,
                 "unknown_sender_frames": self.unknown_sender, "send_errors": self.send_errors,
                 "frames_out": self.frames_out, "frames_in": self.frames_in,
-                "tun_rx_packets": self.tun.stats.rx_packets, "tun_tx_packets": self.tun.stats.tx_packets}
+                "tun_rx_packets": self.tun.stats.rx_packets, "tun_tx_packets": self.tun.stats.tx_packets,
+                "tun_rx_super_packets": getattr(self.tun, "rx_super_packets", 0)}
 
     # ---- TUN -> peers ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -171,8 +174,16 @@ class Pump:
                 return
 
     def _frames(self, peer, packets: list) -> list:
-        """``packets`` sealed for ``peer`` into as few frames as fit (plus a handshake if one is needed)."""
+        """``packets`` sealed for ``peer`` into as few frames as fit (plus a handshake if one is needed).
+
+        With a TUN in offload mode (issue 17), a peer whose handshake offered offload gets the packets as
+        read (TCP super-packets whole, in OFFLOAD frames); any other peer gets them segmented and
+        checksummed in software (``gso.to_plain``), exactly as a TUN without offload would have read them."""
         t = now()
+        offload = self._tun_offload
+        if offload and not peer.session.peer_offload:
+            packets = to_plain(packets)
+            offload = False
         chunks: Sequence[list]
         if len(packets) == 1:
             chunks = (packets,)
@@ -192,11 +203,13 @@ class Pump:
         session = peer.session
         out = []
         for chunk in chunks:
+            if offload and not session.peer_offload:  # the session was replaced below
+                chunk = to_plain(chunk)
             try:
-                out.append(session.seal_packets(chunk, t))
+                out.append(session.seal_packets(chunk, t, offload and session.peer_offload))
             except ProtocolError:  # no key yet (queue + handshake), or closed/failed (fresh session)
                 session = peer.usable_session()
-                out.extend(session.send_packets(chunk, t))
+                out.extend(session.send_packets(to_plain(chunk) if offload else chunk, t))  # queued: plain
                 self._on_handshake()
         return out
 
@@ -284,7 +297,10 @@ class Pump:
             else:
                 if self.src_filter is not None:   # routing on: drop packets with a source that peer may not use
                     packets = self.src_filter(peer, packets)
-                self.tun.write_batch(packets)
+                if received.offload:   # only offered (protocol config) when the TUN has offload on
+                    self.tun.write_offloaded(packets)
+                else:
+                    self.tun.write_batch(packets)
         if received.events:
             self._on_events(peer, received.events, t)
         return received.outgoing or None

@@ -95,3 +95,4 @@ class NodeSettings:
     idle_timeout: float = 180.0          # seconds without packets before an on-demand session is dropped
     discovery: bool = False              # publish/refresh a signed endpoint record, NAT traversal (discovery/)
     punch_port: int = 0                  # local TCP port of relay links and hole punching; 0: chosen at start
+    offload: bool = True                 # TUN send-side offload, TCP super-packets to peers that accept them (issue 17)

@@ -98,6 +98,7 @@ class ProtocolConfig:
     handshake_retry_seconds: float = C.HANDSHAKE_RETRY_SECONDS
     handshake_give_up_seconds: float = C.HANDSHAKE_GIVE_UP_SECONDS
     padding: bool = False
+    offload: bool = False  # our handshakes offer offload-form DATA frames (Flags.OFFLOAD; a TUN with offload)
     max_queued_packets: int = C.MAX_QUEUED_PACKETS
 
     @property

@@ -9,6 +9,10 @@ Layout (all multi-byte integers big-endian / network byte order; bit 0 is the mo
                                 0x01 PADDED     payload was padded to a size bucket (DATA/KEEPALIVE/CLOSE)
                                 0x02 KEY_PHASE  which session key sealed the frame (flips at each rekey)
                                 0x04 RESPONSE   on REKEY frames: this is the answer, not the request
+                                0x08 OFFLOAD    on HANDSHAKE_INIT/RESPONSE: the sender accepts offload-form
+                                                DATA frames (tun/gso.py; docs/protocol.md "Offload");
+                                                on DATA: the packets are in offload form (only ever sent
+                                                to a peer whose handshake carried the flag)
                                 0x80 JUMBO      the encrypted payload is longer than 65,535 bytes
     2      2     Length       length of the Encrypted Payload in bytes, NOT counting the 64-byte header
                               or the 16-byte tag. If the payload exceeds 65,535 bytes, JUMBO is set and
@@ -70,13 +74,14 @@ class Flags(enum.IntFlag):
     PADDED = 0x01
     KEY_PHASE = 0x02
     RESPONSE = 0x04
+    OFFLOAD = 0x08
     JUMBO = 0x80
 
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
 """What frames and packets may arrive as: bytes from the network, views and buffers from the TUN reader."""
 
-KNOWN_FLAGS = int(Flags.PADDED | Flags.KEY_PHASE | Flags.RESPONSE | Flags.JUMBO)
+KNOWN_FLAGS = int(Flags.PADDED | Flags.KEY_PHASE | Flags.RESPONSE | Flags.OFFLOAD | Flags.JUMBO)
 _VALID_TYPES = frozenset(int(t) for t in FrameType)
 
 HEADER = struct.Struct(">BBHI32s24s")  # version|type, flags, length, seq, sender, nonce

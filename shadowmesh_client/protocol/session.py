@@ -52,6 +52,7 @@ _VERSION_NIBBLE = C.PROTOCOL_VERSION << 4
 _PHASE = int(F.Flags.KEY_PHASE)
 _PADDED = int(F.Flags.PADDED)
 _RESPONSE = int(F.Flags.RESPONSE)
+_OFFLOAD = int(F.Flags.OFFLOAD)
 _DATA, _KEEPALIVE, _REKEY, _CLOSE = (int(F.FrameType.DATA), int(F.FrameType.KEEPALIVE),
                                      int(F.FrameType.REKEY), int(F.FrameType.CLOSE))
 
@@ -78,6 +79,7 @@ class Received:
     packets: list[bytes] = field(default_factory=list)
     outgoing: list[bytearray] = field(default_factory=list)
     events: list[SessionEvent] = field(default_factory=list)
+    offload: bool = False  # the packets are in offload form (tun/gso.py): write them with tun.write_offloaded
 
 
 @dataclass(slots=True)
@@ -157,6 +159,8 @@ class Session:
         self._awaiting_since: float | None = None  # first data sent since the peer was last heard
         self.state = SessionState.NEW
         self.counters = Counters()
+        self._offload = _OFFLOAD if config.offload else 0  # our handshakes offer offload-form DATA frames
+        self.peer_offload = False  # the peer's last verified handshake offered them (issue 17, tun/gso.py)
 
     # ---- properties ------------------------------------------------------------------------------
     @property
@@ -198,7 +202,8 @@ class Session:
             # a fresh handshake announces the new key's phase in its (signed) flags
             phase = self._current.phase ^ _PHASE if self._current is not None else 0
             nonce = self._rng(24)
-            header = H.build_header(F.FrameType.HANDSHAKE_INIT, phase, 0, self._me, nonce, H.INIT_SIZE)
+            header = H.build_header(F.FrameType.HANDSHAKE_INIT, phase | self._offload, 0, self._me, nonce,
+                                    H.INIT_SIZE)
             key = self._hs_key
             self._pending_phase = phase
         self._pending = H.create_initiation(self._identity, self._peer, self._binding, header, ts, self._rng)
@@ -217,6 +222,8 @@ class Session:
             floor = max(floor, floors.floor(self._peer, now))
         eph, ts = H.parse_initiation(self._identity, self._binding, header, plaintext, floor)
         self._peer_ts = ts
+        if rekey_kp is None:  # a fresh handshake states the peer's capabilities (a rekey keeps them)
+            self.peer_offload = bool(header[1] & _OFFLOAD)
         if floors is not None:
             floors.raise_to(self._peer, ts)  # stored (and persisted by the daemon) before we answer
         self._pending = None
@@ -227,7 +234,8 @@ class Session:
             key = rekey_kp.send_key
         else:
             nonce = self._rng(24)
-            rheader = H.build_header(F.FrameType.HANDSHAKE_RESPONSE, 0, 0, self._me, nonce, H.RESPONSE_SIZE)
+            rheader = H.build_header(F.FrameType.HANDSHAKE_RESPONSE, self._offload, 0, self._me, nonce,
+                                     H.RESPONSE_SIZE)
             key = self._hs_key
         body, keys = H.create_response(self._identity, self._binding, header, plaintext, eph, rheader, self._rng)
         phase = rekey_kp.phase ^ _PHASE if rekey_kp is not None else header[1] & _PHASE
@@ -249,6 +257,8 @@ class Session:
             raise HandshakeError("unexpected handshake response (no handshake in progress)")
         keys = H.finish_initiation(pending, self._binding, header, plaintext)
         self._pending = None
+        if not self._pending_rekey:
+            self.peer_offload = bool(header[1] & _OFFLOAD)
         kp = self._new_keypair(keys, now, True, self._pending_phase)
         out = Received()
         self._install(kp, now, out.events)
@@ -332,6 +342,10 @@ class Session:
         if ftype == _DATA:
             packets = F.decode_packets(plaintext, bool(flags & _PADDED))
             out.packets = packets
+            if flags & _OFFLOAD:
+                if not self._offload:
+                    raise FrameFormatError("offload-form data frame, but our handshake never offered offload")
+                out.offload = True
             self.counters.delivered_packets += len(packets)
             self.counters.delivered_frames += 1
             if self._keepalive_at is None:
@@ -399,15 +413,21 @@ class Session:
         self._keepalive_at = None
         return frame
 
-    def seal_packets(self, packets: Sequence[F.BytesLike], now: float) -> bytearray:
+    def seal_packets(self, packets: Sequence[F.BytesLike], now: float, offload: bool = False) -> bytearray:
         """One DATA frame carrying ``packets`` (1..1024 IP packets of 1..65,536 bytes; <= 1 MiB in all).
+        ``offload``: they are in offload form (tun/gso.py); only if ``peer_offload`` (ValueError otherwise).
 
         Raises NotEstablishedError when there is no usable key (use ``send_packets`` to queue instead).
         If this frame crossed a rekey threshold, ``next_timer_at()`` becomes ``now``.
         """
         kp = self._sendable(now)
         seq = kp.seq
-        frame = F.seal_packets(kp.phase, seq, self._me, kp.prefix, packets, self._config.padding, kp.send_key)
+        flags = kp.phase
+        if offload:
+            if not self.peer_offload:
+                raise ValueError("offload-form packets for a peer whose handshake did not offer offload")
+            flags |= _OFFLOAD
+        frame = F.seal_packets(flags, seq, self._me, kp.prefix, packets, self._config.padding, kp.send_key)
         kp.seq = seq + 1
         size = len(frame)
         kp.sent_bytes += size

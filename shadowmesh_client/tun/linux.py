@@ -8,10 +8,14 @@ Each ``read`` returns exactly one packet (IFF_NO_PI), at most the MTU long; the 
 ``MAX_MTU`` so raising the MTU later (``configure``) never truncates a packet.
 
 ``vnet_hdr=True`` (what the node uses; issue 5 performance) adds IFF_VNET_HDR: every read and write
-carries a 10-byte ``virtio_net_hdr`` in front, hidden from the caller. Reads never get offloaded
-packets (no TUNSETOFFLOAD); ``write_batch`` merges runs of TCP segments into GSO super-packets
-(``gro.py``), so the kernel's receive path runs once per run instead of once per segment. Packets
-``read_batch`` returns above 4 KiB are then read-only memoryviews over the read's bytes (no copy).
+carries a 10-byte ``virtio_net_hdr`` in front, hidden from the caller. ``write_batch`` merges runs of
+TCP segments into GSO super-packets (``gro.py``), so the kernel's receive path runs once per run instead
+of once per segment. Packets ``read_batch`` returns above 4 KiB are read-only memoryviews (no copy).
+
+``offload=True`` (issue 17; needs ``vnet_hdr``) also sets TUNSETOFFLOAD (TUN_F_CSUM | TUN_F_TSO4): the
+kernel's TCP then hands over super-packets of up to 64 KiB instead of one read per MTU-sized segment,
+and ``read_batch`` returns packets in the offload form of ``gso.py``; ``write_offloaded`` writes the
+packets of an offload-form frame. ``offload`` says whether the kernel accepted it.
 Address, MTU, routes and link state are set by ``configure.configure`` (netlink via pyroute2).
 Not thread-safe.
 """
@@ -28,6 +32,7 @@ from shadowmesh_client.errors import ConfigError, TunError
 
 from .base import DEFAULT_BATCH, MAX_MTU, TunDevice, TunStats, check_mtu
 from .gro import PLAIN_HDR, VNET_HDR_SIZE, coalesce
+from .gso import to_offload_form, write_header
 from .netns import enter_netns
 
 TUN_PATH = "/dev/net/tun"
@@ -36,6 +41,9 @@ IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_MULTI_QUEUE = 0x0100
 IFF_VNET_HDR = 0x4000  # every read/write starts with a 10-byte struct virtio_net_hdr (see gro.py)
+TUNSETOFFLOAD = 0x400454D0  # _IOW('T', 208, unsigned int)
+TUN_F_CSUM = 0x01  # the device may hand over packets whose checksum is left to it (NEEDS_CSUM)
+TUN_F_TSO4 = 0x02  # ... and IPv4 TCP super-packets (GSO TCPV4); TSO6/USO stay off (gso.py handles TCPv4)
 SIOCGIFMTU = 0x8921
 SIOCSIFMTU = 0x8922
 IFNAMSIZ = 16  # bytes, including the terminating NUL: names are at most 15 characters
@@ -65,9 +73,12 @@ def check_ifname(name: str) -> str:
 class LinuxTun(TunDevice):
     """An open TUN device. Create it with ``open_tun``."""
 
-    def __init__(self, fd: int, name: str, ctl: socket.socket, ipv4_only: bool, vnet_hdr: bool = False) -> None:
+    def __init__(self, fd: int, name: str, ctl: socket.socket, ipv4_only: bool, vnet_hdr: bool = False,
+                 offload: bool = False) -> None:
         self._fd = fd
         self.vnet_hdr = vnet_hdr
+        self.offload = offload  # TUNSETOFFLOAD is on: reads are in gso.py's offload form
+        self.rx_super_packets = 0  # reads that were TCP super-packets (offload on)
         self._name = name
         self._ctl = ctl  # AF_INET socket in the device's namespace, for MTU ioctls
         self._ipv4_only = ipv4_only
@@ -102,6 +113,8 @@ class LinuxTun(TunDevice):
         if max_packets < 1:
             raise ValueError(f"max_packets must be at least 1, got {max_packets}")
         self._check_open()
+        if self.offload:
+            return self._read_batch_offload(max_packets)
         if self.vnet_hdr:
             return self._read_batch_vnet(max_packets)
         out: list[bytes] = []
@@ -141,6 +154,56 @@ class LinuxTun(TunDevice):
             raise TunError(e.errno, f"reading from {self._name} failed: {e.strerror}") from None
         stats.rx_packets += len(out)
         return out
+
+    def _read_batch_offload(self, max_packets: int) -> list:
+        out: list = []
+        read, fd, stats, size = os.read, self._fd, self.stats, _READ_SIZE + VNET_HDR_SIZE
+        ipv4_only = self._ipv4_only
+        try:
+            for _ in range(max_packets):
+                data = read(fd, size)
+                if len(data) <= VNET_HDR_SIZE or (ipv4_only and data[VNET_HDR_SIZE] >> 4 != 4):
+                    stats.rx_dropped_non_ipv4 += 1
+                    continue
+                if data[1]:
+                    self.rx_super_packets += 1
+                packet = to_offload_form(data)
+                if packet is None:
+                    stats.rx_dropped_non_ipv4 += 1
+                    continue
+                out.append(packet)
+                stats.rx_bytes += len(packet)
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            raise TunError(e.errno, f"reading from {self._name} failed: {e.strerror}") from None
+        stats.rx_packets += len(out)
+        return out
+
+    def write_offloaded(self, packets) -> int:
+        """Write the packets of an offload-form frame (``gso.py``; only with ``offload`` on): IPv4 TCP
+        ones with the ``virtio_net_hdr`` that has the kernel segment them (GSO) and complete their checksum
+        where needed, the rest as they are. Counts and errors as ``write_batch``."""
+        self._check_open()
+        writev, fd, stats = os.writev, self._fd, self.stats
+        accepted = 0
+        for p in packets:
+            hdr, at, value = write_header(p)
+            try:
+                if at < 0:
+                    writev(fd, (hdr, p))
+                else:
+                    v = memoryview(p)
+                    writev(fd, (hdr, v[:at], value.to_bytes(2, "big"), v[at + 2:]))
+            except OSError:
+                if self._closed:
+                    raise TunError(errno.EBADF, f"tun device {self._name} is closed") from None
+                stats.tx_errors += 1
+                continue
+            accepted += 1
+            stats.tx_bytes += len(p)
+        stats.tx_packets += accepted
+        return accepted
 
     def write_batch(self, packets) -> int:
         """As ``TunDevice.write_batch``; with ``vnet_hdr``, consecutive TCP segments of one stream are
@@ -198,6 +261,7 @@ def open_tun(
     multi_queue: bool = False,
     ipv4_only: bool = True,
     vnet_hdr: bool = False,
+    offload: bool = False,
 ) -> LinuxTun:
     """Create (or attach to) TUN device ``name`` and return it open and non-blocking.
 
@@ -206,11 +270,14 @@ def open_tun(
     anything that is not IPv4, such as the IPv6 router solicitation a fresh link sends.
     ``vnet_hdr``: open with IFF_VNET_HDR so ``write_batch`` can hand the kernel coalesced TCP
     super-packets (``gro.py``); reads and writes stay whole IP packets for the caller.
+    ``offload``: also ask for TUNSETOFFLOAD (implies ``vnet_hdr``); the device's ``offload`` attribute
+    says whether the kernel accepted it (a kernel that refuses leaves the device as without it).
     Raises ``TunError`` (no permission, no /dev/net/tun, name busy) or ``ConfigError`` (bad name/MTU).
     """
     check_ifname(name)
     if mtu is not None:
         check_mtu(mtu)
+    vnet_hdr = vnet_hdr or offload
     flags = IFF_TUN | IFF_NO_PI | (IFF_MULTI_QUEUE if multi_queue else 0) | (IFF_VNET_HDR if vnet_hdr else 0)
     with enter_netns(netns):
         try:
@@ -231,8 +298,13 @@ def open_tun(
             }.get(e.errno or 0, "")
             raise TunError(e.errno, f"cannot create tun device {name!r}: {e.strerror}. {hint}".strip()) from None
         real_name = struct.unpack(_IFREQ, res)[0].rstrip(b"\0").decode()
+        if offload:
+            try:
+                fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
+            except OSError:
+                offload = False  # an old kernel: plain reads, and our handshakes will not offer offload
         ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-    dev = LinuxTun(fd, real_name, ctl, ipv4_only, vnet_hdr)
+    dev = LinuxTun(fd, real_name, ctl, ipv4_only, vnet_hdr, offload)
     if mtu is not None:
         try:
             dev.set_mtu(mtu)
