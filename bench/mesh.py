@@ -6,7 +6,9 @@ NAT 2). Every path carries B -> A (the relayed one B -> C), one iperf3 TCP strea
 * ``underlay``            the plain veths/bridge/NAT (the kernel's ceiling; no tunnel process);
 * ``shadowmesh``          B -> A direct (B dialled A), default MTU 65,000;
 * ``shadowmesh_relayed``  B -> C through the relay, default MTU;
-* ``shadowmesh_1400``     B -> A with every node restarted at MTU 1,400;
+* ``shadowmesh_1400``     B -> A with every node restarted at MTU 1,400 (send-side offload on, the default);
+* ``shadowmesh_1400_plain`` the same, restarted with ``--no-offload`` (one read per 1,400-byte segment):
+  the offload's paired effect is ``offload_gain_1400``;
 * ``first_packet_s``: B's node restarted, seconds to the first echo reply from A through the tunnel;
 * ``wireguard-go``, ``nebula-1300`` (Nebula's default MTU), ``nebula-8900``, ``openvpn-udp``,
   ``openvpn-tcp``, ``v2ray-vmess-ws`` (a TCP-STREAM proxy, not a packet tunnel: no ping figure):
@@ -44,13 +46,14 @@ QUICK_SECONDS = 2.0
 LOSS_PERCENT = 1
 """Percent of packets dropped at each end's ingress in the loss scenario."""
 
-SHADOWMESH_ROWS = ("shadowmesh", "shadowmesh_1400", "shadowmesh_relayed")
+SHADOWMESH_ROWS = ("shadowmesh", "shadowmesh_1400", "shadowmesh_1400_plain", "shadowmesh_relayed")
 PEER_ROWS = ("wireguard-go", "nebula-1300", "nebula-8900", "openvpn-udp", "openvpn-tcp", "v2ray-vmess-ws")
 ROWS = ("underlay", *SHADOWMESH_ROWS, *PEER_ROWS)
 LABELS = {
     "underlay": "underlay (veths + NAT, no tunnel)",
     "shadowmesh": "ShadowMesh direct, MTU 65,000",
     "shadowmesh_1400": "ShadowMesh direct, MTU 1,400",
+    "shadowmesh_1400_plain": "ShadowMesh direct, MTU 1,400, --no-offload",
     "shadowmesh_relayed": "ShadowMesh relayed (B -> relay -> C)",
     "wireguard-go": "wireguard-go (Debian)",
     "nebula-1300": "Nebula 1.6.1, MTU 1,300",
@@ -169,12 +172,15 @@ def measure_all(seconds: float, *, with_loss: bool = True, progress=print) -> di
             except Exception as exc:  # a peer that fails is reported, the others still run
                 rows[name] = {"error": str(exc)[:300]}
             progress(f"  {name} done")
-        for dev in (lab.a, lab.b, lab.c):
-            lab.stop(dev)
-            lab.start_node(dev, "--mtu", "1400")
-        lab.wait_for(lambda: all(lab.status(d).get("ready_at") for d in (lab.a, lab.b, lab.c)), 30, "nodes at 1400")
-        rows["shadowmesh_1400"] = {**run.path("b", "a", lab.a.overlay, [lab.a.proc.pid, lab.b.proc.pid]),
-                                   "mtu": 1400}
+        for name, args in (("shadowmesh_1400", ()), ("shadowmesh_1400_plain", ("--no-offload",))):
+            for dev in (lab.a, lab.b, lab.c):
+                lab.stop(dev)
+                lab.start_node(dev, "--mtu", "1400", *args)
+            lab.wait_for(lambda: all(lab.status(d).get("ready_at") for d in (lab.a, lab.b, lab.c)), 30, name)
+            rows[name] = {**run.path("b", "a", lab.a.overlay, [lab.a.proc.pid, lab.b.proc.pid]), "mtu": 1400}
+        plain = rows["shadowmesh_1400_plain"].get("gbit_s")
+        if plain:
+            out["offload_gain_1400"] = round(rows["shadowmesh_1400"]["gbit_s"] / plain, 2)
     out["load_average_end"] = os.getloadavg()
     out["ratios"], out["targets"] = ratios(out)
     return out
@@ -267,7 +273,7 @@ def format_table(r: dict) -> str:
              for row in cells]
     lines.append(f"AEAD (XChaCha20-Poly1305, 64 KiB, one core): {r['aead_gbps']} Gbit/s; "
                  f"RTT B -> relay p50 {r.get('relay_rtt_ms_p50')} ms; first packet after `up` "
-                 f"{r.get('first_packet_s')} s")
+                 f"{r.get('first_packet_s')} s; MTU 1,400 offload on / off {r.get('offload_gain_1400')}")
     for k, v in r["ratios"].items():
         lines.append(f"{k}: {v}")
     for k, (value, bound, ok) in r["targets"].items():

@@ -31,7 +31,8 @@ def render(r: dict) -> str:
                  f"CPU s/GB: both ends' tunnel processes (and the relay's) from /proc. Loss: "
                  f"{r.get('loss_percent') or 0} % random drop at the netdev ingress of A's and B's links, "
                  f"offloads off there. AEAD limit in the same run: {r['aead_gbps']} Gbit/s (one core, 64 KiB). "
-                 f"First packet after `up`: {r.get('first_packet_s')} s.")
+                 f"First packet after `up`: {r.get('first_packet_s')} s. MTU 1,400 with send-side offload / "
+                 f"without (`--no-offload`), same run: {r.get('offload_gain_1400')}.")
     lines.append("")
     for k, (value, bound, ok) in r["targets"].items():
         lines.append(f"- {k}: {value} vs {bound}: {'met' if ok else '**not met**'}")
