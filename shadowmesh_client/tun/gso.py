@@ -77,6 +77,8 @@ def _with_u16(p, at: int, value: int) -> bytes:
 def to_offload_form(data: bytes):
     """One TUN read (``virtio_net_hdr`` + packet) as the packet in offload form, or None to drop it
     (a GSO type this device never enabled, or a header that does not fit the packet)."""
+    if len(data) <= VNET_HDR_SIZE:
+        return None
     flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(data)
     p = memoryview(data)[VNET_HDR_SIZE:]
     ihl = _tcp4(p)
