@@ -30,6 +30,11 @@ import struct
 from .gro import GSO_TCPV4, NEEDS_CSUM, PLAIN_HDR, VNET_HDR, VNET_HDR_SIZE
 
 _FIN, _PSH, _CWR = 0x01, 0x08, 0x80
+MIN_GSO_SIZE = 256
+"""Bytes. Smallest segment size a peer's super-packet may ask our kernel to cut (``write_header`` drops
+the packet otherwise): at most 256 segments per 64 KiB, so a registered insider cannot make a host that
+forwards its packets (an exit, a subnet router) cut one frame into 65,000 one-byte segments. A real
+sender's is its MSS, >= 576 - 40 - 40 = 496 bytes at the smallest MTU the TUN device accepts."""
 _U16 = struct.Struct("!H")
 _SEQ = struct.Struct("!I")
 
@@ -162,11 +167,12 @@ def to_plain(packets: list) -> list:
     return out
 
 
-def write_header(p) -> tuple[bytes, int, int]:
+def write_header(p) -> tuple[bytes, int, int] | None:
     """For packet ``p`` of an OFFLOAD frame: ``(virtio_net_hdr, checksum field offset, value)`` to
     write it with, the value replacing the 16 bits at that offset (the pseudo-header sum the kernel
     expects with NEEDS_CSUM); ``(PLAIN_HDR, -1, 0)`` for packets that are not IPv4 TCP (written as
-    they are, the kernel checks their checksums)."""
+    they are, the kernel checks their checksums); None (drop it) for a super-packet whose segment size
+    is below ``MIN_GSO_SIZE``."""
     ihl = _tcp4(p)
     if not ihl:
         return PLAIN_HDR, -1, 0
@@ -174,6 +180,8 @@ def write_header(p) -> tuple[bytes, int, int]:
     gso_size = (p[ihl + 16] << 8) | p[ihl + 17]
     payload = len(p) - hl
     if 0 < gso_size < payload:
+        if gso_size < MIN_GSO_SIZE:
+            return None
         hdr = VNET_HDR.pack(NEEDS_CSUM, GSO_TCPV4, hl, gso_size, ihl, 16)
     else:
         hdr = VNET_HDR.pack(NEEDS_CSUM, 0, 0, 0, ihl, 16)

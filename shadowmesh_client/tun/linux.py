@@ -188,7 +188,11 @@ class LinuxTun(TunDevice):
         writev, fd, stats = os.writev, self._fd, self.stats
         accepted = 0
         for p in packets:
-            hdr, at, value = write_header(p)
+            how = write_header(p)
+            if how is None:   # a segment size below gso.MIN_GSO_SIZE: refused like a malformed packet
+                stats.tx_errors += 1
+                continue
+            hdr, at, value = how
             try:
                 if at < 0:
                     writev(fd, (hdr, p))

@@ -59,7 +59,9 @@ class OffloadTun(FakeTun):
 
     def write_offloaded(self, packets) -> int:
         for p in packets:
-            hdr, at, value = write_header(p)
+            how = write_header(p)
+            assert how is not None
+            hdr, at, value = how
             q = bytes(p) if at < 0 else bytes(p[:at]) + value.to_bytes(2, "big") + bytes(p[at + 2:])
             self.offloaded.append((hdr, q))
         return len(packets)

@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from shadowmesh_client.tun.gro import GSO_TCPV4, NEEDS_CSUM, PLAIN_HDR, VNET_HDR
-from shadowmesh_client.tun.gso import ones_sum, segment, to_offload_form, to_plain, write_header
+from shadowmesh_client.tun.gso import MIN_GSO_SIZE, ones_sum, segment, to_offload_form, to_plain, write_header
 
 SRC, DST = bytes([10, 77, 0, 2]), bytes([10, 77, 0, 1])
 SRC6, DST6 = bytes(range(16)), bytes(range(16, 32))
@@ -220,6 +220,16 @@ def test_write_header_of_a_single_segment_and_of_other_packets():
         assert write_header(p) == (PLAIN_HDR, -1, 0)
 
 
+def test_a_peer_cannot_ask_our_kernel_for_tiny_segments():
+    """An insider's super-packet cut into 1-byte segments would cost a forwarding host 5,000 segments per
+    frame: below MIN_GSO_SIZE it is dropped; at it, accepted."""
+    payload = random.Random(5).randbytes(5000)
+    for size in (1, 100, MIN_GSO_SIZE - 1):
+        assert write_header(_tcp(payload, csum=size)) is None
+    hdr, _, _ = write_header(_tcp(payload, csum=MIN_GSO_SIZE))
+    assert VNET_HDR.unpack(hdr)[3] == MIN_GSO_SIZE
+
+
 # ---- to_offload_form --------------------------------------------------------------------------------
 
 def _read(flags: int, gso_type: int, hdr_len: int, gso: int, start: int, off: int, p: bytes) -> bytes:
@@ -350,7 +360,11 @@ def test_hostile_packets_never_raise():
         for q in out:
             if q is not p:  # everything to_plain rewrote is an IPv4 TCP packet with a valid checksum
                 assert isinstance(q, bytes) and 40 <= len(q) <= len(p) and _tcp_ok(q)
-        hdr, at, value = write_header(p)
+        how = write_header(p)
+        if how is None:  # a super-packet asking for segments below MIN_GSO_SIZE: dropped
+            assert ((p[36] << 8) | p[37]) < MIN_GSO_SIZE
+            continue
+        hdr, at, value = how
         assert len(hdr) == 10 and 0 <= value <= 0xFFFF
         assert (hdr, at, value) == (PLAIN_HDR, -1, 0) or 36 <= at <= len(p) - 2
         vh = VNET_HDR.pack(rnd.randrange(4), rnd.choice([0, 0, 1, 3, 4, 0x81, rnd.randrange(256)]),
