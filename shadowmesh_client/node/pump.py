@@ -84,6 +84,7 @@ class Pump:
         self.send_errors = 0
         self.frames_out = 0
         self.frames_in = 0
+        self.soft_segments = 0   # extra packets cut from super-packets in software for peers without offload
         self._blocked: asyncio.Future | None = None
         # ---- routing hooks (issue 14, shadowmesh_client/routing/; the daemon sets them when routing is on) ----
         self.route_miss = _no_route   # (packet) -> PeerState | None: IPv6, subnet and exit destinations
@@ -99,7 +100,7 @@ class Pump:
                 "unknown_sender_frames": self.unknown_sender, "send_errors": self.send_errors,
                 "frames_out": self.frames_out, "frames_in": self.frames_in,
                 "tun_rx_packets": self.tun.stats.rx_packets, "tun_tx_packets": self.tun.stats.tx_packets,
-                "tun_rx_super_packets": getattr(self.tun, "rx_super_packets", 0)}
+                "tun_rx_super_packets": getattr(self.tun, "rx_super_packets", 0), "soft_segments": self.soft_segments}
 
     # ---- TUN -> peers ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -182,7 +183,9 @@ class Pump:
         t = now()
         offload = self._tun_offload
         if offload and not peer.session.peer_offload:
+            n = len(packets)
             packets = to_plain(packets)
+            self.soft_segments += len(packets) - n
             offload = False
         chunks: Sequence[list]
         if len(packets) == 1:
