@@ -214,8 +214,11 @@ class Session:
         return self._sent(frame, now)
 
     def _on_initiation(self, header: bytes, plaintext: bytearray, now: float, rekey_kp: _Keypair | None) -> Received:
-        if self._pending is not None and self._pending_rekey == (rekey_kp is not None) and self._me < self._peer:
-            return Received()  # both initiated at once: the lower key wins, and that is ours
+        if self._pending is not None:
+            if self._pending_rekey == (rekey_kp is not None) and self._me < self._peer:
+                return Received()  # both initiated at once: the lower key wins, and that is ours
+            if rekey_kp is not None and not self._pending_rekey:
+                return Received()  # a REKEY crossing our fresh handshake: the fresh one wins on both sides
         floor = self._peer_ts
         floors = self._floors
         if floors is not None:

@@ -123,3 +123,21 @@ def test_simultaneous_rekeys_settle_on_one_key(pair, config):
     assert sa.counters.rekeys == 1 and sb.counters.rekeys == 1
     assert sb.open(sa.seal_packets([b"x"], t), t).packets == [b"x"]
     assert sa.open(sb.seal_packets([b"y"], t), t).packets == [b"y"]
+
+
+def test_a_rekey_crossing_a_fresh_handshake_settles_on_the_fresh_one(pair, config):
+    """A's REKEY and B's fresh HANDSHAKE_INIT (B re-handshakes, e.g. after 15 s of silence) cross on the
+    wire. The fresh handshake wins on both sides: B ignores the REKEY, A answers the INIT, and neither
+    side is left holding an answer to a handshake it forgot (which cost a retry round trip before)."""
+    sa, sb = pair
+    t = T0 + config.rekey_after_seconds + 3 * config.handshake_retry_seconds
+    (rekey,) = sa.on_timer(t)
+    init = sb.initiate(t)
+    from_b = sb.open(rekey, t).outgoing      # B: its own fresh handshake is pending, the REKEY is ignored
+    from_a = sa.open(init, t).outgoing       # A: answers the fresh INIT, dropping its own REKEY
+    assert from_b == [] and len(from_a) == 1
+    wire = Wire(sa, sb)
+    wire.send(0, from_a, t)                  # the response completes B's handshake; B confirms at once
+    assert sb.open(sa.seal_packets([b"x"], t + 0.1), t + 0.1).packets == [b"x"]
+    assert sa.open(sb.seal_packets([b"y"], t + 0.1), t + 0.1).packets == [b"y"]
+    assert sa.counters.rekeys == sb.counters.rekeys == 1   # one new key, in use on both sides
