@@ -25,9 +25,9 @@ Variants:
 * ``tree``: the daemons import ``shadowmesh_client`` from ``--variant-tree`` (default: this working
   tree) and the baseline from ``--base-tree`` (a copy of the package as it was, e.g. made with
   ``git worktree`` or ``git show HEAD:file`` for the changed files): a code change A/B in one lab.
-* ``uvloop``: the daemons' main loop on uvloop (``asyncio.Runner(loop_factory=...)``; not
-  ``uvloop.install()``: pyroute2's own netlink loops must stay asyncio's) (``--uvloop-path`` when uvloop
-  is not in the venv).
+* ``uvloop``: the daemons' event loop, through ``SHADOWMESH_EVENT_LOOP`` (daemon_common.py): the baseline
+  runs with ``asyncio``, the variant with ``uvloop`` (the default since it measured better; both from
+  ``--variant-tree``, default this working tree).
 
 The result is a list of pairs plus the median of the paired differences (variant - base).
 Figures, not tests: the load average is recorded with each run.
@@ -45,6 +45,7 @@ import tempfile
 import time
 
 from bench import measure
+from shadowmesh_client.daemon_common import EVENT_LOOP_ENV
 
 COUNT = 2000
 """Echo requests per measurement."""
@@ -65,24 +66,14 @@ def _schedstat_ns(pid: int) -> int:
     return total
 
 
-def _boot(tree: str | None, uvloop: bool, uvloop_path: str | None) -> str:
-    """``python -c`` source that runs the CLI from ``tree`` (None: the working tree), on uvloop if asked."""
-    lines = ["import sys"]
-    if tree:
-        lines.append(f"sys.path.insert(0, {os.path.abspath(tree)!r})")
-    if uvloop:
-        if uvloop_path:
-            lines.append(f"sys.path.insert(0, {uvloop_path!r})")
-        # the daemon's loop only: pyroute2 makes loops of its own for netlink, which uvloop cannot open
-        # (AF_NETLINK), so no global uvloop.install()
-        lines += ["import asyncio, uvloop",
-                  "def _run(main, *, debug=None):",
-                  "    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:",
-                  "        return r.run(main)",
-                  "asyncio.run = _run"]
-    lines += ["sys.argv[0] = 'shadowmesh-client'",
-              "from shadowmesh_client.cli import main",
-              "main(prog_name='shadowmesh-client')"]
+def _boot(tree: str | None) -> str | None:
+    """``python -c`` source that runs the CLI from ``tree``; None (the usual command line) without one."""
+    if not tree:
+        return None
+    lines = ["import sys", f"sys.path.insert(0, {os.path.abspath(tree)!r})",
+             "sys.argv[0] = 'shadowmesh-client'",
+             "from shadowmesh_client.cli import main",
+             "main(prog_name='shadowmesh-client')"]
     return "\n".join(lines) + "\n"
 
 
@@ -96,10 +87,15 @@ def _argv_for(boot: str | None):
     return cli_argv
 
 
-def _restart(lab, boot: str | None, extra: tuple[str, ...]) -> None:
+def _restart(lab, boot: str | None, event_loop: str | None, extra: tuple[str, ...]) -> None:
+    """Restart every daemon from ``boot`` with ``SHADOWMESH_EVENT_LOOP=event_loop`` (None: unset) in the
+    environment the lab's processes inherit."""
     import types
 
     lab.cli_argv = types.MethodType(_argv_for(boot), lab)
+    os.environ.pop(EVENT_LOOP_ENV, None)
+    if event_loop is not None:
+        os.environ[EVENT_LOOP_ENV] = event_loop
     for dev in (lab.a, lab.b, lab.c):
         lab.stop(dev)
     lab.stop(lab.relay)
@@ -202,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", default="uvloop", choices=("uvloop", "tree"))
     p.add_argument("--base-tree", metavar="DIR", help="directory holding the baseline shadowmesh_client package")
     p.add_argument("--variant-tree", metavar="DIR", help="directory holding the variant's package (tree)")
-    p.add_argument("--uvloop-path", help="directory holding the uvloop package (if not in the venv)")
     p.add_argument("--inproc", nargs="+", metavar="DIR", help="in-process link echo of these package copies")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds of --inproc")
     p.add_argument("--json", metavar="PATH")
@@ -216,24 +211,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from bench.mesh import bench_mesh
 
-    boots = {"base": _boot(args.base_tree, False, None) if args.base_tree else None,
-             "uvloop": _boot(args.variant_tree, True, args.uvloop_path),
-             "tree": _boot(args.variant_tree, False, None)}
+    # (boot, SHADOWMESH_EVENT_LOOP) of each side
+    runs = ({"base": (_boot(args.variant_tree), "asyncio"), "uvloop": (_boot(args.variant_tree), "uvloop")}
+            if args.variant == "uvloop" else
+            {"base": (_boot(args.base_tree), os.environ.get(EVENT_LOOP_ENV)),
+             "tree": (_boot(args.variant_tree), os.environ.get(EVENT_LOOP_ENV))})
     pairs = []
+    load_before = os.getloadavg()
     with bench_mesh(tempfile.mkdtemp(prefix="smt-lat-")) as lab:
         for i in range(args.pairs):
             order = ("base", args.variant) if i % 2 == 0 else (args.variant, "base")
             pair = {}
             for v in order:
-                _restart(lab, boots[v], ())
+                _restart(lab, *runs[v], ())
                 pair[v] = one_run(lab)
                 print(f"pair {i} {v}: {pair[v]}", flush=True)
             pairs.append(pair)
     keys = [k for k in pairs[0]["base"] if k != "load"]
     diff = {k: round(statistics.median(pr[args.variant][k] - pr["base"][k] for pr in pairs), 4) for k in keys}
     med = {v: {k: round(statistics.median(pr[v][k] for pr in pairs), 4) for k in keys} for v in ("base", args.variant)}
-    out = {"variant": args.variant, "pairs": pairs, "median": med, "median_paired_difference": diff}
-    print(json.dumps({"median": med, "median_paired_difference": diff}))
+    out = {"variant": args.variant, "pairs": pairs, "median": med, "median_paired_difference": diff,
+           "load_before": load_before, "load_after": os.getloadavg()}
+    print(json.dumps({"median": med, "median_paired_difference": diff, "load_before": load_before,
+                      "load_after": os.getloadavg()}))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -53,7 +53,7 @@ import os
 import socket
 import ssl
 import weakref
-from typing import Any
+from typing import Any, cast
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.http11 import Request as WsRequest
@@ -275,6 +275,22 @@ class LinkServer:
             self.links.discard(link)
 
 
+_STREAM_METHODS = ("write", "write_eof", "can_write_eof", "abort", "close", "is_closing", "pause_reading",
+                   "resume_reading", "set_protocol", "get_extra_info", "get_write_buffer_size",
+                   "set_write_buffer_limits")
+"""What ``_Front`` and ``_hand_over`` call on a connection's transport."""
+
+
+def _stream_transport(transport: Any) -> asyncio.Transport:
+    """``transport`` as a stream transport, on asyncio's loop or uvloop's. asyncio's are
+    ``asyncio.Transport`` subclasses; uvloop's (``TCPTransport``, its TLS transport) are Cython classes
+    with the same methods that subclass neither ``asyncio.Transport`` nor ``asyncio.BaseTransport``, so an
+    ``isinstance`` check refused every connection there. A datagram or other transport is a bug: TypeError."""
+    if isinstance(transport, asyncio.Transport) or all(callable(getattr(transport, m, None)) for m in _STREAM_METHODS):
+        return cast(asyncio.Transport, transport)
+    raise TypeError(f"LinkServer needs a stream transport, not {type(transport).__name__}")
+
+
 class _Front(asyncio.BufferedProtocol):
     """One TCP connection until it is handed to websockets: the nginx look-alike in front.
 
@@ -283,7 +299,7 @@ class _Front(asyncio.BufferedProtocol):
     """
 
     __slots__ = ("server", "loop", "transport", "http", "_timer", "_lingering", "_busy", "_peek_sock", "_early",
-                 "_source", "_write_paused")
+                 "_source", "_write_paused", "_raw")
 
     def __init__(self, server: LinkServer) -> None:
         self.server = server
@@ -295,13 +311,13 @@ class _Front(asyncio.BufferedProtocol):
         self._busy = False           # authenticating, TLS handshake: the connection is not ours to close
         self._peek_sock: socket.socket | None = None
         self._early: list[bytes] | None = None  # TLS app data that arrived before start_tls() returned
+        self._raw: list[bytes] | None = None    # TLS port: bytes read before TLS detection/start_tls (uvloop)
         self._source: str | None = None         # set while counted as a pre-auth connection
         self._write_paused = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        transport = self.transport = _stream_transport(transport)
         server = self.server
         source = source_key(transport.get_extra_info("peername"))
         if not server._admit(self, source):
@@ -316,6 +332,10 @@ class _Front(asyncio.BufferedProtocol):
             self._peek_sock = socket.socket(fileno=fd)
             self._peek_sock.setblocking(False)
             self.loop.add_reader(fd, self._peek)
+            # uvloop starts reading right after connection_made whatever pause_reading said: what it reads
+            # before the first byte is classified, or before start_tls takes the connection, is kept here
+            # and replayed (asyncio honours the pause: stays empty)
+            self._raw = []
         self._arm()
         self._reusable(True)
 
@@ -327,6 +347,11 @@ class _Front(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._lingering or self.http is None:
+            return
+        if self._raw is not None:
+            self._raw.append(data)
+            if self._peek_sock is not None:   # uvloop read the first bytes before the peek did
+                self._classify(data[:1])
             return
         if self._early is not None:
             self._early.append(data)
@@ -357,7 +382,7 @@ class _Front(asyncio.BufferedProtocol):
             self._timer.cancel()
             self._timer = None
         self._release()
-        self._early = None
+        self._early = self._raw = None
         if self.http is not None:
             self.http.buffer.clear()
 
@@ -503,22 +528,29 @@ class _Front(asyncio.BufferedProtocol):
             return
         except OSError:
             first = b""
-        self.loop.remove_reader(sock.fileno())
-        self._peek_sock = None
+        self._classify(first)
+
+    def _classify(self, first: bytes) -> None:
+        """The first byte (peeked, or read by uvloop) decides: a TLS handshake, or plain HTTP on the TLS
+        port (nginx's 400 page); b"": the client closed."""
+        self._stop_peek()
         transport = self.transport
         assert transport is not None
-        sock.close()
         self._reusable(False)  # a byte arrived: no longer idle (nginx: ngx_http_ssl_handshake)
         if first and (first[0] == 0x16 or first[0] & 0x80):
             self._busy = True
             self._early = []
             self.server._spawn(self._start_tls())
             return
+        raw, self._raw = self._raw, None
         if not first or self.http is None:
             transport.close()
         else:
             self.http.plain_on_tls = True
-            transport.resume_reading()
+            if raw:
+                self.data_received(b"".join(raw))
+            else:
+                transport.resume_reading()
 
     def _stop_peek(self) -> None:
         if self._peek_sock is not None:
@@ -526,12 +558,39 @@ class _Front(asyncio.BufferedProtocol):
             self._peek_sock.close()
             self._peek_sock = None
 
+    def _replay_to_tls(self, transport: asyncio.Transport) -> None:
+        raw, self._raw = self._raw, None
+        if raw:
+            self.loop.call_soon(self._feed_tls, transport, b"".join(raw))
+
+    def _feed_tls(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Hand ``data`` (TLS records read before start_tls took the connection) to the TLS protocol, as the
+        transport would have: through its get_buffer/buffer_updated (asyncio's and uvloop's SSLProtocol)."""
+        protocol: Any = transport.get_protocol()
+        if protocol is self or transport.is_closing():
+            return
+        get_buffer = getattr(protocol, "get_buffer", None)
+        if get_buffer is None:
+            protocol.data_received(data)
+            return
+        view = memoryview(data)
+        while view:
+            buf = get_buffer(len(view))
+            n = min(len(buf), len(view))
+            buf[:n] = view[:n]
+            protocol.buffer_updated(n)
+            view = view[n:]
+
     async def _start_tls(self) -> None:
         transport = self.transport
         assert transport is not None and self.server._ssl is not None
+        handshake = self.loop.create_task(self.loop.start_tls(transport, self, self.server._ssl, server_side=True,
+                                                              ssl_handshake_timeout=self.server.config.header_timeout))
+        # runs right after start_tls's first step (FIFO), which swapped in the TLS protocol and queued its
+        # connection_made and resume_reading: bytes uvloop already read are handed to it after those
+        self.loop.call_soon(self._replay_to_tls, transport)
         try:
-            tls = await self.loop.start_tls(transport, self, self.server._ssl, server_side=True,
-                                            ssl_handshake_timeout=self.server.config.header_timeout)
+            tls = await handshake
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             # asyncio aborts without flushing the alert OpenSSL may have queued (known limit)
             log.debug("TLS handshake failed: %s", type(exc).__name__)
@@ -542,8 +601,7 @@ class _Front(asyncio.BufferedProtocol):
             early, self._early = self._early or [], None
         if tls is None:  # the connection closed during the handshake
             return
-        assert isinstance(tls, asyncio.Transport)
-        self.transport = tls
+        tls = self.transport = _stream_transport(tls)
         tls.set_write_buffer_limits(high=WRITE_HIGH_BYTES)
         self._arm()
         if early:
