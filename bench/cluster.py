@@ -307,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.reuse_port:
             from shadowmesh_client.relay.cluster.workers import reuse_port_policy
             reuse_port_policy()
-        asyncio.run(_member_main(args))
+        from shadowmesh_client.daemon_common import event_loop_factory
+
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:   # the relay daemon's loop
+            runner.run(_member_main(args))
     elif args.mode == "_pair":
         asyncio.run(_pair_main(args))
     else:

@@ -201,25 +201,40 @@ def event_loop_choice() -> str:
     return value
 
 
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+_reuse_port = False   # set once at start-up by relay workers (bind_with_reuse_port), before any loop exists
+
+
+def bind_with_reuse_port() -> None:
+    """Every daemon loop this process makes from now on binds its servers with SO_REUSEPORT (relay workers,
+    relay/cluster/workers.py: N processes accept on one port). Call before ``run_until_signalled``."""
+    global _reuse_port
+    _reuse_port = True
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """What ``run_until_signalled`` makes its loop with: uvloop's (a ``uvloop.Loop`` subclass, see
-    ``_precise_uvloop``), or None for asyncio's, as the event loop policy makes it (``asyncio.run``). None
-    also when uvloop cannot be imported (logged at INFO) and when a non-default policy is installed (relay
-    workers: relay/cluster/workers.py's SO_REUSEPORT policy makes their loops). Only the daemon's own loop:
-    no ``uvloop.install()`` (pyroute2 makes asyncio loops of its own for netlink: those stay asyncio's)."""
-    if event_loop_choice() == "asyncio":
-        return None
-    if type(asyncio.get_event_loop_policy()) is not asyncio.DefaultEventLoopPolicy:
-        log.info("event loop: asyncio's, made by the installed %s", type(asyncio.get_event_loop_policy()).__name__)
-        return None
-    try:
-        return _precise_uvloop()
-    except ImportError as exc:
-        log.info("event loop: asyncio's (uvloop not available: %s)", exc)
-        return None
+    ``_precise_uvloop``), or asyncio's with ``SHADOWMESH_EVENT_LOOP=asyncio`` or when uvloop cannot be
+    imported (logged at INFO); either binding with SO_REUSEPORT after ``bind_with_reuse_port``. Only the
+    daemon's own loop: no ``uvloop.install()`` (pyroute2 makes asyncio loops of its own for netlink: those
+    stay asyncio's)."""
+    base: type = asyncio.SelectorEventLoop
+    if event_loop_choice() == "uvloop":
+        try:
+            base = _precise_uvloop()
+        except ImportError as exc:
+            log.info("event loop: asyncio's (uvloop not available: %s)", exc)
+    if not _reuse_port:
+        return base
+
+    class ReusePortLoop(base):
+        async def create_server(self, *args: Any, **kwargs: Any):
+            kwargs.setdefault("reuse_port", True)
+            return await super().create_server(*args, **kwargs)
+
+    return ReusePortLoop
 
 
-def _precise_uvloop() -> Callable[[], asyncio.AbstractEventLoop]:
+def _precise_uvloop() -> type:
     """A ``uvloop.Loop`` whose ``time()`` is ``time.monotonic()``, as asyncio's. uvloop's own clock is libuv's
     loop time in whole milliseconds, and websockets times its heartbeat with ``loop.time()``: every sub-ms
     link RTT (``Link.latency``, which path and relay choice compare; 0.0 means "no pong yet" to

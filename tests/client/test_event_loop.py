@@ -181,3 +181,32 @@ def test_a_websocket_link_exchanges_frames_on_uvloop(monkeypatch, tmp_path, tls)
     assert len(fast) >= 2 * 3 * len(sizes)           # both ends' wrappers ran: one call per message at least
     client_rtt, server_rtt = out["latency"]
     assert 0 < client_rtt < 0.5 and 0 < server_rtt < 0.5   # sub-ms RTTs measured, not rounded to 0
+
+
+@pytest.mark.parametrize("choice", ["uvloop", "asyncio"])
+def test_relay_workers_loops_share_a_port(monkeypatch, choice):
+    """relay --workers N: every worker's loop (uvloop's too) binds with SO_REUSEPORT, so two servers of the
+    same process family accept on one port; without it the second bind fails."""
+    import shadowmesh_client.daemon_common as dc
+
+    monkeypatch.setenv(EVENT_LOOP_ENV, choice)
+
+    async def two_servers() -> bool:
+        first = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = first.sockets[0].getsockname()[1]
+        try:
+            second = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", port)
+        except OSError:
+            return False
+        finally:
+            first.close()
+        second.close()
+        return True
+
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        assert runner.run(two_servers()) is False
+    monkeypatch.setattr(dc, "_reuse_port", False)
+    dc.bind_with_reuse_port()
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        assert isinstance(runner.get_loop(), uvloop.Loop) == (choice == "uvloop")
+        assert runner.run(two_servers()) is True

@@ -9,9 +9,8 @@ two devices on different workers still reach each other in one hop.
   same command line with ``SHADOWMESH_RELAY_WORKER=i/n`` in its environment, restarts a worker that dies
   (after ``RESTART_SECONDS``: its devices reconnect meanwhile, to the other workers), and on SIGINT/SIGTERM
   passes SIGTERM on and waits for every worker (each stops cleanly: relay/daemon.py).
-* ``worker_env()`` (a worker): ``(i, n)`` or None; ``reuse_port_policy()`` makes every asyncio server of
-  the worker bind with SO_REUSEPORT. transport/ws/server.py has no reuse_port option; the proposed change is
-  a ``ServerConfig.reuse_port`` passed to ``create_server`` (then this policy goes).
+* ``worker_env()`` (a worker): ``(i, n)`` or None; ``reuse_port_policy()`` makes every server of the
+  worker's loop (uvloop's or asyncio's, daemon_common.event_loop_factory) bind with SO_REUSEPORT.
 * ``worker_state_dir``: each worker keeps its own handshake floors (relay/floors.py compacts its file at
   start-up: one writer per file) in ``<state_dir>/worker-<i>``, with the decoy site stamp of the main
   state dir copied (every worker serves byte-identical decoy pages).
@@ -21,7 +20,6 @@ May import: the standard library, transport.config (site stamp).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -29,7 +27,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from shadowmesh_client.transport.config import SITE_STAMP_FILE, site_mtime_for
 
@@ -61,20 +58,11 @@ def worker_env() -> tuple[int, int] | None:
     return int(index), int(total)
 
 
-class _ReusePortLoop(asyncio.SelectorEventLoop):
-    async def create_server(self, *args: Any, **kwargs: Any):
-        kwargs.setdefault("reuse_port", True)
-        return await super().create_server(*args, **kwargs)
-
-
-class _ReusePortPolicy(asyncio.DefaultEventLoopPolicy):
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        return _ReusePortLoop()
-
-
 def reuse_port_policy() -> None:
-    """Every event loop of this process binds its servers with SO_REUSEPORT (call before asyncio.run)."""
-    asyncio.set_event_loop_policy(_ReusePortPolicy())
+    """Every event loop of this process binds its servers with SO_REUSEPORT (call before the daemon runs)."""
+    from shadowmesh_client.daemon_common import bind_with_reuse_port
+
+    bind_with_reuse_port()
 
 
 def worker_state_dir(state_dir: Path, index: int) -> Path:
