@@ -36,14 +36,21 @@ from enum import Enum
 from typing import Any
 
 from shadowmesh_client.relay.envelope import (
+    ENVELOPE_HEADER_BYTES,
+    INNER_MIN_BYTES,
+    INNER_SENDER_OFFSET,
     KEY_BYTES,
+    LOCAL_HEADER_BYTES,
     EnvelopeType,
-    decode,
-    encode_deliver,
-    inner_sender,
 )
-from shadowmesh_client.relay.errors import EnvelopeError, RelayConfigError
+from shadowmesh_client.relay.errors import RelayConfigError
 from shadowmesh_client.relay.ratelimit import TokenBucket
+
+_FORWARD = int(EnvelopeType.FORWARD)
+_LOCAL = int(EnvelopeType.LOCAL)
+_DELIVER_HEAD = bytes((EnvelopeType.DELIVER,))
+_SENDER_START = ENVELOPE_HEADER_BYTES + INNER_SENDER_OFFSET   # the inner frame's sender key, in the envelope
+_SENDER_END = _SENDER_START + KEY_BYTES
 
 
 class DropReason(Enum):
@@ -187,30 +194,43 @@ class RelayCore:
 
     # ---- forwarding -------------------------------------------------------------------------------
     def on_message(self, source: bytes, message: bytes, now: float) -> Forwarded | Local | Dropped:
-        """A message arrived on the link authenticated as ``source``."""
+        """A message arrived on the link authenticated as ``source``: ``admit`` it, then ``enqueue`` a frame
+        to forward for the writer (``pop``)."""
+        result = self.admit(source, message, now)
+        if isinstance(result, tuple):
+            return self.enqueue(source, result[0], result[1])
+        return result
+
+    def admit(self, source: bytes, message: bytes, now: float) -> tuple[bytes, bytes] | Local | Dropped:
+        """Every check and counter of ``on_message`` up to the DELIVER envelope, without queueing it:
+        ``(destination, envelope)`` for a frame to forward, else ``Local`` / ``Dropped``. The caller then
+        ``enqueue``s the envelope, or, only while ``idle_link(destination)`` says nothing is queued ahead of
+        it, writes it to that link at once and counts it with ``sent`` (RelayServer's fast path, issue 17:
+        the same accounting as ``pop``, without the queue round trip)."""
         route = self._routes.get(source)
         if route is None:
             return self._drop(None, DropReason.NOT_ATTACHED)
+        n = len(message)
         usage = self._usage[source]
-        usage.bytes_in += len(message)
+        usage.bytes_in += n
         usage.messages_in += 1
         if route.messages is not None and not route.messages.consume(1, now):
             return self._drop(usage, DropReason.MESSAGE_RATE)
-        if route.bucket is not None and not route.bucket.consume(len(message), now):
+        if route.bucket is not None and not route.bucket.consume(n, now):
             return self._drop(usage, DropReason.RATE_LIMITED)
-        try:
-            env = decode(message)
-            if env.type is EnvelopeType.LOCAL:
-                return Local(env.inner)
-            if env.type is not EnvelopeType.FORWARD:
-                raise EnvelopeError("devices may only send FORWARD or LOCAL envelopes")
-            sender = inner_sender(env.inner)
-        except EnvelopeError:
+        # The envelope (envelope.py) parsed in place: the same checks as ``decode`` + ``inner_sender``.
+        kind = message[0] if n else 0
+        if kind != _FORWARD:
+            if kind == _LOCAL:
+                return Local(memoryview(message)[LOCAL_HEADER_BYTES:])
+            return self._drop(usage, DropReason.MALFORMED)   # empty, unknown type, or a DELIVER
+        if n < ENVELOPE_HEADER_BYTES + INNER_MIN_BYTES:
             return self._drop(usage, DropReason.MALFORMED)
-        if sender != source:
+        if type(message) is not bytes:
+            message = bytes(message)
+        if message[_SENDER_START:_SENDER_END] != source:
             return self._drop(usage, DropReason.SPOOFED)
-        destination = env.key
-        assert destination is not None  # decode() sets the key of every non-LOCAL envelope
+        destination = message[1:ENVELOPE_HEADER_BYTES]
         if destination == source:
             return self._drop(usage, DropReason.TO_SELF)
         if self.blocks:
@@ -221,7 +241,6 @@ class RelayCore:
                 del self.blocks[(destination, source)]
         budgets = self.budgets
         if budgets:
-            n = len(message)
             left_src, left_dst = budgets.get(source), budgets.get(destination)
             if (left_src is not None and left_src <= 0) or (left_dst is not None and left_dst <= 0):
                 return self._drop(usage, DropReason.UNPAID)
@@ -229,11 +248,18 @@ class RelayCore:
                 budgets[source] = left_src - n
             if left_dst is not None:
                 budgets[destination] = left_dst - n
+        if destination not in self._routes:
+            return self._drop(usage, DropReason.NO_ROUTE)
+        # The source written into DELIVER is the authenticated link identity, never a claimed one
+        # (encode_deliver's bytes, the inner frame copied once).
+        return destination, b"".join((_DELIVER_HEAD, source, memoryview(message)[ENVELOPE_HEADER_BYTES:]))
+
+    def enqueue(self, source: bytes, destination: bytes, out: bytes) -> Forwarded | Dropped:
+        """Queue ``out`` (a DELIVER envelope from ``admit``) for ``destination``, within the queue bounds
+        (else dropped as QUEUE_FULL, counted on the destination); NO_ROUTE if it detached meanwhile."""
         dest = self._routes.get(destination)
         if dest is None:
-            return self._drop(usage, DropReason.NO_ROUTE)
-        # The source written into DELIVER is the authenticated link identity, never a claimed one.
-        out = encode_deliver(source, env.inner)
+            return self._drop(self._usage.get(source), DropReason.NO_ROUTE)
         n = len(out)
         held = dest.source_bytes.get(source, 0)
         total = dest.queued_bytes + n
@@ -254,6 +280,20 @@ class RelayCore:
         if dest.queued_bytes > dest.peak_queued_bytes:
             dest.peak_queued_bytes = dest.queued_bytes
         return Forwarded(destination)
+
+    def idle_link(self, destination: bytes) -> Any | None:
+        """``destination``'s link while nothing is queued for it (a frame written now keeps the order and
+        bypasses no other source's frames: fairness and bounds are the queue's, and it is empty), else None."""
+        route = self._routes.get(destination)
+        if route is None or route.order:
+            return None
+        return route.link
+
+    def sent(self, destination: bytes, n: int) -> None:
+        """Count an ``n``-byte envelope written to ``destination`` without the queue (as ``pop`` does)."""
+        usage = self._usage[destination]
+        usage.bytes_out += n
+        usage.messages_out += 1
 
     def block(self, destination: bytes, source: bytes, seconds: float, now: float) -> bool:
         """Drop ``source``'s frames to ``destination`` for ``seconds`` (the destination asked, sealed).

@@ -39,6 +39,8 @@ ENVELOPE_HEADER_BYTES = 1 + KEY_BYTES  # type + key, before the inner frame
 LOCAL_HEADER_BYTES = 1
 INNER_SENDER_OFFSET = 8           # spec "Frame Format": Version/Type/Flags/Length (4) + Sequence (4)
 INNER_MIN_BYTES = 64              # spec "Frame Format" header: 4 + 4 + 32 + 24 bytes
+_SENDER_START = ENVELOPE_HEADER_BYTES + INNER_SENDER_OFFSET   # the inner sender key within an envelope
+_SENDER_END = _SENDER_START + KEY_BYTES
 
 
 class EnvelopeType(IntEnum):
@@ -107,6 +109,15 @@ def open_delivery(message: bytes) -> tuple[bytes, memoryview]:
     """Receiver side: ``(source_key, inner_frame)`` of a DELIVER envelope, after checking that the
     relay-written source equals the sender in the inner (AEAD-authenticated) header. The caller then
     hands ``inner`` to the session of ``source_key``, whose AEAD check is what actually authenticates."""
+    # Every relayed frame a node receives passes here (issue 17): a well-formed DELIVER is checked in place
+    # (the same checks as below, ~5x cheaper than the Envelope); anything else takes the full path for its
+    # error.
+    if len(message) >= ENVELOPE_HEADER_BYTES + INNER_MIN_BYTES and message[0] == EnvelopeType.DELIVER:
+        if type(message) is not bytes:
+            message = bytes(message)
+        source = message[1:ENVELOPE_HEADER_BYTES]
+        if message[_SENDER_START:_SENDER_END] == source:
+            return source, memoryview(message)[ENVELOPE_HEADER_BYTES:]
     env = decode(message)
     if env.type is not EnvelopeType.DELIVER:
         raise EnvelopeError(f"expected a DELIVER envelope from the relay, got {env.type.name}")

@@ -11,9 +11,10 @@ upgrade is an envelope.
 
 Per link: no reader task: the link hands each message to ``_receive`` from its ``data_received``
 (``Link.deliver_to``, issue 17: no task wake-up per forwarded frame), which forwards at once with
-``send_nowait`` (``_kick``); only while a device's link has no room for what is queued for it, one writer
-task. Where the old reader task waited (a device over its message rate, LOCAL replies waiting) the link
-stops reading (``Link.pause_reading``): the excess waits in the kernel, as it did.
+``send_nowait``: straight to the destination's link while nothing is queued for it (``_handle``: no queue
+round trip), else through its queue (``_kick``); only while a device's link has no room for what is queued
+for it, one writer task. Where the old reader task waited (a device over its message rate, LOCAL replies
+waiting) the link stops reading (``Link.pause_reading``): the excess waits in the kernel, as it did.
 A slow receiver backs up into its bounded core queue (then drops, counted), never into unbounded memory;
 websockets' ``write_limit`` bounds what sits in the socket's user-space buffer.
 Restart-safe: the relay keeps no state a device needs; devices simply reconnect.
@@ -32,6 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from shadowmesh_client.protocol.cookie import CLOSE_COOKIE
@@ -189,7 +191,7 @@ class RelayServer:
         if self.core.queued_bytes(key):
             self._kick(key)
         reader = _Reader(link, key)
-        link.deliver_to(lambda message: self._receive(reader, message))
+        link.deliver_to(partial(self._receive, reader))
         try:
             await link.wait_closed()
         finally:
@@ -210,9 +212,20 @@ class RelayServer:
         self._handle(reader, message)
 
     def _handle(self, reader: _Reader, message: bytes) -> None:
-        result = self.core.on_message(reader.key, message, self._clock())
-        if type(result) is Forwarded:
-            self._kick(result.destination)
+        core = self.core
+        result = core.admit(reader.key, message, self._clock())
+        if type(result) is tuple:
+            destination, out = result
+            # Fast path (issue 17): nothing queued for the destination and no writer task for it, so a frame
+            # written now overtakes nobody: straight to its link, counted as ``pop`` counts, without the
+            # queue round trip. No room on the link: queued (bounded) and written by the writer task, as before.
+            if destination not in self._writers:
+                link = core.idle_link(destination)
+                if link is not None and link.send_nowait(out):
+                    core.sent(destination, len(out))
+                    return
+            if type(core.enqueue(reader.key, destination, out)) is Forwarded:
+                self._kick(destination)
         elif type(result) is Local and self._on_local is not None:
             try:
                 self._local(reader, result.frame)
