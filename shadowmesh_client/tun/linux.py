@@ -113,8 +113,6 @@ class LinuxTun(TunDevice):
         if max_packets < 1:
             raise ValueError(f"max_packets must be at least 1, got {max_packets}")
         self._check_open()
-        if self.offload:
-            return self._read_batch_offload(max_packets)
         if self.vnet_hdr:
             return self._read_batch_vnet(max_packets)
         out: list[bytes] = []
@@ -137,40 +135,27 @@ class LinuxTun(TunDevice):
     def _read_batch_vnet(self, max_packets: int) -> list:
         out: list = []
         read, fd, stats, size = os.read, self._fd, self.stats, _READ_SIZE + VNET_HDR_SIZE
-        try:
-            for _ in range(max_packets):
-                data = read(fd, size)
-                # no TUNSETOFFLOAD: the kernel never hands over GSO packets (gso_type, byte 1, is 0)
-                if len(data) <= VNET_HDR_SIZE or data[1] or (self._ipv4_only and data[VNET_HDR_SIZE] >> 4 != 4):
-                    stats.rx_dropped_non_ipv4 += 1
-                    continue
-                # small packets: a bytes copy (cheap); large ones: a read-only view past the header
-                # (no 64 KiB copy; hashable and compares equal to bytes, like the copy would)
-                out.append(data[VNET_HDR_SIZE:] if len(data) <= _COPY_BELOW else memoryview(data)[VNET_HDR_SIZE:])
-                stats.rx_bytes += len(data) - VNET_HDR_SIZE
-        except BlockingIOError:
-            pass
-        except OSError as e:
-            raise TunError(e.errno, f"reading from {self._name} failed: {e.strerror}") from None
-        stats.rx_packets += len(out)
-        return out
-
-    def _read_batch_offload(self, max_packets: int) -> list:
-        out: list = []
-        read, fd, stats, size = os.read, self._fd, self.stats, _READ_SIZE + VNET_HDR_SIZE
-        ipv4_only = self._ipv4_only
+        ipv4_only, offload = self._ipv4_only, self.offload
         try:
             for _ in range(max_packets):
                 data = read(fd, size)
                 if len(data) <= VNET_HDR_SIZE or (ipv4_only and data[VNET_HDR_SIZE] >> 4 != 4):
                     stats.rx_dropped_non_ipv4 += 1
                     continue
-                if data[1]:
-                    self.rx_super_packets += 1
-                packet = to_offload_form(data)
-                if packet is None:
+                if offload:   # gso.py's offload form (super-packets, checksums left to the device)
+                    if data[1]:
+                        self.rx_super_packets += 1
+                    packet = to_offload_form(data)
+                    if packet is None:
+                        stats.rx_dropped_non_ipv4 += 1
+                        continue
+                elif data[1]:   # without TUNSETOFFLOAD the kernel never hands over GSO packets
                     stats.rx_dropped_non_ipv4 += 1
                     continue
+                else:
+                    # small packets: a bytes copy (cheap); large ones: a read-only view past the header (no
+                    # 64 KiB copy; hashable and compares equal to bytes, like the copy would)
+                    packet = data[VNET_HDR_SIZE:] if len(data) <= _COPY_BELOW else memoryview(data)[VNET_HDR_SIZE:]
                 out.append(packet)
                 stats.rx_bytes += len(packet)
         except BlockingIOError:

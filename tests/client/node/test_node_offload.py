@@ -17,18 +17,10 @@ from shadowmesh_client.protocol import Identity
 from shadowmesh_client.tun import FakeTun
 from shadowmesh_client.tun.gso import write_header
 from tests.client.node.test_node_pump import CONFIG, _MemPath
+from tests.client.tun.checksum import sum16 as _sum16
 
 A_IP, B_IP = "100.64.0.1", "100.64.0.2"
 MSS = 1360
-
-
-def _sum16(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
 
 
 def _tcp_ok(p: bytes) -> bool:

@@ -14,17 +14,9 @@ import uuid
 import pytest
 
 from shadowmesh_client.tun.gro import GSO_TCPV4, NEEDS_CSUM, PLAIN_HDR, VNET_HDR, coalesce
+from tests.client.tun.checksum import sum16 as _sum16
 
 SRC, DST = bytes([10, 77, 0, 2]), bytes([10, 77, 0, 1])
-
-
-def _sum16(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
 
 
 def _tcp(seq: int, payload: bytes, *, flags: int = 0x10, ack: int = 1, sport: int = 40000, dport: int = 5001,

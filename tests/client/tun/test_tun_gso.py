@@ -11,25 +11,13 @@ import pytest
 
 from shadowmesh_client.tun.gro import GSO_TCPV4, NEEDS_CSUM, PLAIN_HDR, VNET_HDR
 from shadowmesh_client.tun.gso import MIN_GSO_SIZE, ones_sum, segment, to_offload_form, to_plain, write_header
+from tests.client.tun.checksum import sum16 as _sum16
 
 SRC, DST = bytes([10, 77, 0, 2]), bytes([10, 77, 0, 1])
 SRC6, DST6 = bytes(range(16)), bytes(range(16, 32))
 TS_OPTS = b"\x01\x01\x08\x0a" + bytes(range(1, 9))  # NOP NOP timestamps: TCP header of 32 bytes
 FIN, PSH, ACK, CWR = 0x01, 0x08, 0x10, 0x80
 MSS = 1448
-
-
-def _sum16(data: bytes) -> int:
-    """Naive reference: 16-bit big-endian words one by one, end-around carry."""
-    data = bytes(data)
-    if len(data) % 2:
-        data += b"\0"
-    s = 0
-    for i in range(0, len(data), 2):
-        s += (data[i] << 8) | data[i + 1]
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
 
 
 def _pseudo4(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
