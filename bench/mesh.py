@@ -117,29 +117,11 @@ def _first_packet(lab) -> float:
 
 
 def bench_mesh(workdir: str, progress=print, node_args: tuple[str, ...] = ()):
-    """``lab.mesh.standard_mesh`` with the relay registered by the devices' owner (no payments here: the
-    standard mesh's relay of another owner is refused as a relay since the payments-v2 merge; reported)."""
-    from lab.mesh import A_URL, RELAY_URL, MeshLab
-    from lab.netns import mesh_topology
+    """``lab.mesh.standard_mesh`` with the relay registered by the devices' owner (no payments here: a relay
+    of another owner is refused as a relay without them, since the payments-v2 merge)."""
+    from lab.mesh import standard_mesh
 
-    lab = MeshLab(mesh_topology(), workdir)
-    try:
-        t0 = time.monotonic()
-        lab.start_chain()
-        net = lab.create_network("relay")
-        lab.relay = lab.add_device("relay", net, endpoint=RELAY_URL, relay=True)
-        lab.a = lab.add_device("a", net, endpoint=A_URL)
-        lab.b = lab.add_device("b", net)
-        lab.c = lab.add_device("c", net)
-        lab.start_relay(lab.relay)
-        for dev in (lab.a, lab.b, lab.c):
-            lab.start_node(dev, *node_args)
-        lab.wait_for(lambda: all(lab.status(d).get("ready_at") for d in (lab.a, lab.b, lab.c)), 30, "nodes up")
-        progress(f"  mesh up ({time.monotonic() - t0:.1f} s)")
-    except BaseException:
-        lab.topo.teardown()
-        raise
-    return lab
+    return standard_mesh(workdir, node_args=node_args, progress=lambda line: progress("  " + line), relay_owner=1)
 
 
 def measure_all(seconds: float, *, with_loss: bool = True, progress=print) -> dict:

@@ -309,11 +309,13 @@ A_URL = "ws://198.18.0.30:7443/api/v1/ws/a-9x"
 
 
 def standard_mesh(workdir: str | os.PathLike, *, node_args: tuple[str, ...] = (), progress=print,
-                  before_start=None) -> MeshLab:
+                  before_start=None, relay_owner: int = 2) -> MeshLab:
     """The issue-5 mesh, running: chain deployed, network created, relay + A (public, endpoint) + B and C
     (behind NATs) registered with the real CLI, every daemon up. ``before_start(lab)``: called once every
     device is registered and before any daemon starts (e.g. ``lab.setup_payments``: a device accepts a
-    relay's price when its session starts). The caller tears it down (``with``)."""
+    relay's price when its session starts). ``relay_owner``: 2, another owner, whom the devices relay
+    through only once payments are set up; 1, the devices' own owner (relayed without payments). The
+    caller tears it down (``with``)."""
     from lab.netns import mesh_topology
 
     lab = MeshLab(mesh_topology(), workdir)
@@ -322,7 +324,7 @@ def standard_mesh(workdir: str | os.PathLike, *, node_args: tuple[str, ...] = ()
         lab.start_chain()
         progress(f"chain: anvil at {lab.rpc_url}, contracts deployed ({time.monotonic() - t0:.1f} s)")
         net = lab.create_network("relay")
-        lab.relay = lab.add_device("relay", net, endpoint=RELAY_URL, relay=True, owner=2)  # paid by the devices' owner
+        lab.relay = lab.add_device("relay", net, endpoint=RELAY_URL, relay=True, owner=relay_owner)
         lab.a = lab.add_device("a", net, endpoint=A_URL)
         lab.b = lab.add_device("b", net)
         lab.c = lab.add_device("c", net)

@@ -9,13 +9,11 @@ and C behind NATs, B<->C relayed); the mixed-capability test restarts B last.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from lab.mesh import LabError, MeshLab
-from lab.netns import list_namespaces, mesh_topology
-from tests.e2e.test_mesh import A_URL, RELAY_URL, both_ways, ping
+from lab.mesh import LabError, standard_mesh
+from lab.netns import list_namespaces
+from tests.e2e.test_mesh import both_ways, ping
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -24,26 +22,13 @@ MTU = "1400"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    topo = mesh_topology()
-    prefix = topo.prefix
-    try:
-        lab = MeshLab(topo, tmp_path_factory.mktemp("offload"))
-        lab.start_chain()
-        net = lab.create_network("relay")
-        lab.relay = lab.add_device("relay", net, endpoint=RELAY_URL, relay=True)
-        lab.a = lab.add_device("a", net, endpoint=A_URL)
-        lab.b = lab.add_device("b", net)
-        lab.c = lab.add_device("c", net)
-        lab.start_relay(lab.relay)
-        for dev in (lab.a, lab.b, lab.c):
-            lab.start_node(dev, "--mtu", MTU)
-        lab.wait_for(lambda: all(lab.status(d).get("ready_at") for d in (lab.a, lab.b, lab.c)), 30, "nodes up")
+    lab = standard_mesh(tmp_path_factory.mktemp("offload"), node_args=("--mtu", MTU), progress=lambda line: None,
+                        relay_owner=1)
+    prefix = lab.topo.prefix
+    with lab:   # tears the namespaces down, also when a test failed
         yield lab
-    finally:
-        logs = {d.name: lab.tail(d) for d in lab.devices.values()} if "lab" in locals() else {}
-        topo.teardown()
     leftovers = [ns for ns in list_namespaces() if ns.startswith(prefix)]
-    assert not leftovers, f"namespaces left behind: {leftovers}; logs: {json.dumps(logs)[:2000]}"
+    assert not leftovers, f"namespaces left behind: {leftovers}"
 
 
 def super_packets(lab, dev) -> int:
