@@ -44,8 +44,9 @@ def one_error_line(p: subprocess.CompletedProcess, code: int = 1) -> str:
 
 
 @contextlib.contextmanager
-def silent_server() -> Iterator[str]:
-    """http://127.0.0.1:PORT of a TCP server that accepts connections and never answers."""
+def silent_server(accepted: threading.Event | None = None) -> Iterator[str]:
+    """http://127.0.0.1:PORT of a TCP server that accepts connections and never answers; ``accepted`` is set
+    once it has accepted one (a client is then waiting for its answer)."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(16)
@@ -57,6 +58,8 @@ def silent_server() -> Iterator[str]:
         while not stop.is_set():
             with contextlib.suppress(OSError):
                 held.append(srv.accept()[0])
+                if accepted is not None:
+                    accepted.set()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()

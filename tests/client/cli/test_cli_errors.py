@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -153,13 +154,23 @@ def test_deadline_from_config_and_environment(tmp_path):
 
 
 def test_ctrl_c_is_one_line_exit_130(tmp_path):
-    with silent_server() as url:
+    """Ctrl-C while the command waits for the chain: one line, exit 130. The signal is sent once the
+    command is waiting for its first answer (a fixed delay could land in the interpreter's start-up on a
+    loaded machine, where Python itself prints a traceback)."""
+    accepted = threading.Event()
+    with silent_server(accepted) as url:
         cfg = write_config(tmp_path, rpc_url=url)
         proc = subprocess.Popen([sys.executable, "-m", "shadowmesh_client.cli", "--config", str(cfg), "peers"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
                                 cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL)
-        time.sleep(2.5)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        try:
+            assert accepted.wait(30), "the command never asked the RPC endpoint anything"
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == 130, err
     assert err.strip() == "interrupted"
