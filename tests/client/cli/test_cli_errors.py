@@ -156,13 +156,16 @@ def test_deadline_from_config_and_environment(tmp_path):
 def test_ctrl_c_is_one_line_exit_130(tmp_path):
     """Ctrl-C while the command waits for the chain: one line, exit 130. The signal is sent once the
     command is waiting for its first answer (a fixed delay could land in the interpreter's start-up on a
-    loaded machine, where Python itself prints a traceback)."""
+    loaded machine, where Python itself prints a traceback). The child gets SIGINT's default disposition,
+    as from a terminal: run from a background job of a non-interactive shell, pytest inherits SIGINT
+    ignored, Python then keeps it ignored, and the command rightly goes on waiting."""
     accepted = threading.Event()
     with silent_server(accepted) as url:
         cfg = write_config(tmp_path, rpc_url=url)
         proc = subprocess.Popen([sys.executable, "-m", "shadowmesh_client.cli", "--config", str(cfg), "peers"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
-                                cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL)
+                                cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             assert accepted.wait(30), "the command never asked the RPC endpoint anything"
             time.sleep(0.3)
