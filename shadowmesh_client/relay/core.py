@@ -37,8 +37,8 @@ from typing import Any
 
 from shadowmesh_client.relay.envelope import (
     ENVELOPE_HEADER_BYTES,
+    ENVELOPE_SENDER,
     INNER_MIN_BYTES,
-    INNER_SENDER_OFFSET,
     KEY_BYTES,
     LOCAL_HEADER_BYTES,
     EnvelopeType,
@@ -49,8 +49,6 @@ from shadowmesh_client.relay.ratelimit import TokenBucket
 _FORWARD = int(EnvelopeType.FORWARD)
 _LOCAL = int(EnvelopeType.LOCAL)
 _DELIVER_HEAD = bytes((EnvelopeType.DELIVER,))
-_SENDER_START = ENVELOPE_HEADER_BYTES + INNER_SENDER_OFFSET   # the inner frame's sender key, in the envelope
-_SENDER_END = _SENDER_START + KEY_BYTES
 
 
 class DropReason(Enum):
@@ -228,7 +226,7 @@ class RelayCore:
             return self._drop(usage, DropReason.MALFORMED)
         if type(message) is not bytes:
             message = bytes(message)
-        if message[_SENDER_START:_SENDER_END] != source:
+        if message[ENVELOPE_SENDER] != source:
             return self._drop(usage, DropReason.SPOOFED)
         destination = message[1:ENVELOPE_HEADER_BYTES]
         if destination == source:

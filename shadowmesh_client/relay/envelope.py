@@ -39,8 +39,9 @@ ENVELOPE_HEADER_BYTES = 1 + KEY_BYTES  # type + key, before the inner frame
 LOCAL_HEADER_BYTES = 1
 INNER_SENDER_OFFSET = 8           # spec "Frame Format": Version/Type/Flags/Length (4) + Sequence (4)
 INNER_MIN_BYTES = 64              # spec "Frame Format" header: 4 + 4 + 32 + 24 bytes
-_SENDER_START = ENVELOPE_HEADER_BYTES + INNER_SENDER_OFFSET   # the inner sender key within an envelope
-_SENDER_END = _SENDER_START + KEY_BYTES
+_SENDER_AT = ENVELOPE_HEADER_BYTES + INNER_SENDER_OFFSET
+ENVELOPE_SENDER = slice(_SENDER_AT, _SENDER_AT + KEY_BYTES)
+"""The inner frame's sender key within a FORWARD/DELIVER envelope (checked in place on the hot paths)."""
 
 
 class EnvelopeType(IntEnum):
@@ -116,7 +117,7 @@ def open_delivery(message: bytes) -> tuple[bytes, memoryview]:
         if type(message) is not bytes:
             message = bytes(message)
         source = message[1:ENVELOPE_HEADER_BYTES]
-        if message[_SENDER_START:_SENDER_END] == source:
+        if message[ENVELOPE_SENDER] == source:
             return source, memoryview(message)[ENVELOPE_HEADER_BYTES:]
     env = decode(message)
     if env.type is not EnvelopeType.DELIVER:
