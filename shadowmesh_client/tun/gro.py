@@ -37,10 +37,19 @@ _SEQ = struct.Struct("!I")
 Packet = bytes | bytearray | memoryview  # an IPv4 packet as the TUN writer is given it
 
 
-def _fold(s: int) -> int:
+def fold16(s: int) -> int:
+    """A ones'-complement sum below 2**32 folded to 16 bits (RFC 1071)."""
     s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)
     return s
+
+
+def pseudo_sum4(p, tcp_len: int) -> int:
+    """Folded, not inverted, pseudo-header sum of IPv4/TCP packet ``p`` (addresses, protocol 6, ``tcp_len``):
+    what the TCP checksum field holds with NEEDS_CSUM, and where a full checksum starts."""
+    a, b = _U16x2.unpack_from(p, 12)
+    c, d = _U16x2.unpack_from(p, 16)
+    return fold16(a + b + c + d + 6 + tcp_len)
 
 
 def _key(p) -> tuple | None:
@@ -103,9 +112,7 @@ def _emit(run: list[Packet], size: int, seg: int) -> tuple[bytes, Packet, int]:
         buf[33] |= _PSH
     struct.pack_into("!H", buf, 2, size)
     struct.pack_into("!H", buf, 10, 0)
-    struct.pack_into("!H", buf, 10, ~_fold(sum(_U16x10.unpack_from(buf, 0))) & 0xFFFF)
-    a, b = _U16x2.unpack_from(buf, 12)
-    c, d = _U16x2.unpack_from(buf, 16)
-    struct.pack_into("!H", buf, 36, _fold(a + b + c + d + 6 + size - 20))  # pseudo-header sum, not inverted
+    struct.pack_into("!H", buf, 10, ~fold16(sum(_U16x10.unpack_from(buf, 0))) & 0xFFFF)
+    struct.pack_into("!H", buf, 36, pseudo_sum4(buf, size - 20))
     hdr = VNET_HDR.pack(NEEDS_CSUM, GSO_TCPV4, hlen, seg, 20, 16)
     return hdr, buf, len(run)

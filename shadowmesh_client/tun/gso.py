@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 
-from .gro import GSO_TCPV4, NEEDS_CSUM, PLAIN_HDR, VNET_HDR, VNET_HDR_SIZE
+from .gro import GSO_TCPV4, NEEDS_CSUM, PLAIN_HDR, VNET_HDR, VNET_HDR_SIZE, fold16, pseudo_sum4
 
 _FIN, _PSH, _CWR = 0x01, 0x08, 0x80
 MIN_GSO_SIZE = 256
@@ -50,12 +50,6 @@ def ones_sum(data) -> int:
     return r if r or not x else 0xFFFF
 
 
-def _fold(s: int) -> int:
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
 def _tcp4(p) -> int:
     """The IPv4 header length if ``p`` is a whole IPv4 TCP packet (not a fragment, lengths consistent,
     room for a TCP header), else 0."""
@@ -66,11 +60,6 @@ def _tcp4(p) -> int:
         return 0
     thl = (p[ihl + 12] >> 4) * 4
     return ihl if thl >= 20 and ihl + thl <= len(p) else 0
-
-
-def _pseudo(p, ihl: int, tcp_len: int) -> int:
-    """Folded pseudo-header sum (addresses, protocol 6, TCP length) of IPv4 packet ``p``."""
-    return _fold(ones_sum(bytes(p[12:20])) + 6 + tcp_len)
 
 
 def _with_u16(p, at: int, value: int) -> bytes:
@@ -106,7 +95,7 @@ def to_offload_form(data: bytes):
 def _tcp_checksummed(seg: bytearray, ihl: int) -> bytearray:
     seg[ihl + 16:ihl + 18] = b"\0\0"
     tcp_len = len(seg) - ihl
-    s = _fold(_pseudo(seg, ihl, tcp_len) + ones_sum(memoryview(seg)[ihl:]))
+    s = fold16(pseudo_sum4(seg, tcp_len) + ones_sum(memoryview(seg)[ihl:]))
     seg[ihl + 16:ihl + 18] = _U16.pack(~s & 0xFFFF)
     return seg
 
@@ -185,4 +174,4 @@ def write_header(p) -> tuple[bytes, int, int] | None:
         hdr = VNET_HDR.pack(NEEDS_CSUM, GSO_TCPV4, hl, gso_size, ihl, 16)
     else:
         hdr = VNET_HDR.pack(NEEDS_CSUM, 0, 0, 0, ihl, 16)
-    return hdr, ihl + 16, _pseudo(p, ihl, len(p) - ihl)
+    return hdr, ihl + 16, pseudo_sum4(p, len(p) - ihl)
