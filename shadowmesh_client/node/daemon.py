@@ -165,7 +165,7 @@ class Node:
 
     def _offer_offload(self) -> None:
         """Our handshakes offer offload-form frames exactly when the TUN device can write them."""
-        able = getattr(self.tun, "offload", False) is True
+        able = self.tun is not None and self.tun.offload
         if self.protocol.offload != able:
             self.protocol = self.table.config = dataclasses.replace(self.protocol, offload=able)
 

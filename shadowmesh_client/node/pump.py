@@ -71,7 +71,7 @@ class Pump:
 
     def __init__(self, tun, routes: dict, peers: dict, incoming, on_events, on_handshake=lambda: None) -> None:
         self.tun = tun
-        self._tun_offload = getattr(tun, "offload", False) is True  # reads are in offload form (tun/gso.py)
+        self._tun_offload = tun.offload  # reads are in offload form (tun/gso.py)
         self._on_handshake = on_handshake
         self.routes = routes
         self.peers = peers
@@ -100,7 +100,7 @@ class Pump:
                 "unknown_sender_frames": self.unknown_sender, "send_errors": self.send_errors,
                 "frames_out": self.frames_out, "frames_in": self.frames_in,
                 "tun_rx_packets": self.tun.stats.rx_packets, "tun_tx_packets": self.tun.stats.tx_packets,
-                "tun_rx_super_packets": getattr(self.tun, "rx_super_packets", 0), "soft_segments": self.soft_segments}
+                "tun_rx_super_packets": self.tun.stats.rx_super_packets, "soft_segments": self.soft_segments}
 
     # ---- TUN -> peers ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -183,9 +183,7 @@ class Pump:
         t = now()
         offload = self._tun_offload
         if offload and not peer.session.peer_offload:
-            n = len(packets)
-            packets = to_plain(packets)
-            self.soft_segments += len(packets) - n
+            packets = self._plain(packets)
             offload = False
         chunks: Sequence[list]
         if len(packets) == 1:
@@ -207,13 +205,19 @@ class Pump:
         out = []
         for chunk in chunks:
             if offload and not session.peer_offload:  # the session was replaced below
-                chunk = to_plain(chunk)
+                chunk = self._plain(chunk)
             try:
                 out.append(session.seal_packets(chunk, t, offload and session.peer_offload))
             except ProtocolError:  # no key yet (queue + handshake), or closed/failed (fresh session)
                 session = peer.usable_session()
-                out.extend(session.send_packets(to_plain(chunk) if offload else chunk, t))  # queued: plain
+                out.extend(session.send_packets(self._plain(chunk) if offload else chunk, t))  # queued: plain
                 self._on_handshake()
+        return out
+
+    def _plain(self, packets: list) -> list:
+        """``gso.to_plain(packets)``, counting the extra segments cut in software."""
+        out = to_plain(packets)
+        self.soft_segments += len(out) - len(packets)
         return out
 
     def _send_now(self, peer, packets: list):

@@ -38,6 +38,7 @@ class TunStats:
     tx_packets: int = 0  # packets the kernel accepted from write/write_batch
     tx_bytes: int = 0
     tx_errors: int = 0  # packets the kernel refused (write_batch drops and counts them)
+    rx_super_packets: int = 0  # reads that were TCP super-packets (offload on; gso.py)
 
 
 class TunDevice(abc.ABC):
@@ -46,6 +47,9 @@ class TunDevice(abc.ABC):
     stats: TunStats
     _name: str  # set by the implementation's constructor
     _closed: bool
+    offload = False
+    """True when ``read_batch`` returns packets in tun/gso.py's offload form and ``write_offloaded`` writes
+    an OFFLOAD frame's packets (linux.LinuxTun with TUNSETOFFLOAD); the others read and write plain packets."""
 
     @property
     def name(self) -> str:

@@ -78,7 +78,6 @@ class LinuxTun(TunDevice):
         self._fd = fd
         self.vnet_hdr = vnet_hdr
         self.offload = offload  # TUNSETOFFLOAD is on: reads are in gso.py's offload form
-        self.rx_super_packets = 0  # reads that were TCP super-packets (offload on)
         self._name = name
         self._ctl = ctl  # AF_INET socket in the device's namespace, for MTU ioctls
         self._ipv4_only = ipv4_only
@@ -144,7 +143,7 @@ class LinuxTun(TunDevice):
                     continue
                 if offload:   # gso.py's offload form (super-packets, checksums left to the device)
                     if data[1]:
-                        self.rx_super_packets += 1
+                        stats.rx_super_packets += 1
                     packet = to_offload_form(data)
                     if packet is None:
                         stats.rx_dropped_non_ipv4 += 1

@@ -16,6 +16,7 @@ from shadowmesh_client.protocol import NetworkBinding, ProtocolConfig, Session
 from shadowmesh_client.relay import DropReason, decode, encode_forward, encode_local
 from shadowmesh_client.transport import ClientConfig
 from shadowmesh_client.transport.errors import HandshakeRejectedError
+from shadowmesh_client.tun import FakeTun
 from tests.client.node.helpers import Mesh, wait_for
 from tests.client.node.test_node_inprocess import _deliver, run
 
@@ -173,6 +174,6 @@ def test_a_burst_is_sealed_into_spec_sized_frames_never_jumbo():
             return sa
 
     packets = [os.urandom(1_400) for _ in range(200)] + [os.urandom(65_000) for _ in range(3)]
-    frames = Pump(None, {}, {}, None, None)._frames(Peer(), packets)
+    frames = Pump(FakeTun(), {}, {}, None, None)._frames(Peer(), packets)
     assert all(len(f) - 80 <= 0xFFFF and not f[1] & 0x80 for f in frames)   # no JUMBO flag, Length exact
     assert [p for f in frames for p in sb.open(f, time.time()).packets] == packets
